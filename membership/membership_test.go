@@ -1,0 +1,200 @@
+package membership
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+func TestParseAddr(t *testing.T) {
+	tests := []struct {
+		in       string
+		host     string
+		port     int
+		wantFail bool
+	}{
+		{"10.0.0.1", "10.0.0.1", DefaultPort, false},
+		{"10.0.0.1:8000", "10.0.0.1", 8000, false},
+		{"[::1]:8000", "::1", 8000, false},
+		{"::1", "::1", DefaultPort, false},
+		{"", "", 0, true},
+		{"10.0.0.1:x", "", 0, true},
+		{"10.0.0.1:70000", "", 0, true},
+		{":7000", "", 0, true},
+	}
+	// A host name resolves to an address (which one is the resolver's
+	// order: either loopback).
+	if host, port, err := ParseAddr("localhost:7000", DefaultPort); err != nil || port != 7000 || (host != "127.0.0.1" && host != "::1") {
+		t.Errorf("ParseAddr(localhost:7000) = %s:%d, %v", host, port, err)
+	}
+	for _, tt := range tests {
+		host, port, err := ParseAddr(tt.in, DefaultPort)
+		if tt.wantFail {
+			if err == nil {
+				t.Errorf("ParseAddr(%q) = %s:%d, want an error", tt.in, host, port)
+			}
+			continue
+		}
+		if err != nil || host != tt.host || port != tt.port {
+			t.Errorf("ParseAddr(%q) = %s:%d, %v; want %s:%d", tt.in, host, port, err, tt.host, tt.port)
+		}
+	}
+}
+
+func TestLoadCodec(t *testing.T) {
+	l := Load{CPU: 42.4, Mem: 99.6, Load: 3.14}
+	got, ok := decodeLoad(l.encode())
+	if !ok || got.CPU != 42 || got.Mem != 100 || got.Load != 3.1 {
+		t.Errorf("round trip: %+v %v", got, ok)
+	}
+	if b := (Load{CPU: -5, Mem: 500, Load: 99}).encode(); b[0] != 0 || b[1] != 100 || b[2] != 255 {
+		t.Errorf("clamping: %v", b)
+	}
+	for _, bad := range [][]byte{nil, {1, 2}, {101, 0, 0}, {0, 101, 0}, {1, 2, 3, 4}} {
+		if _, ok := decodeLoad(bad); ok {
+			t.Errorf("decodeLoad(%v) accepted", bad)
+		}
+	}
+}
+
+func TestLevelWriterNamesTheKeyMismatch(t *testing.T) {
+	var buf bytes.Buffer
+	lg := newStdLogger(zerolog.New(&buf))
+	lg.Printf("[ERR] memberlist: failed to receive: No installed keys could decrypt the message from=1.2.3.4")
+	lg.Printf("[DEBUG] serf: messageJoinType: n2")
+	out := buf.String()
+	if !strings.Contains(out, `"level":"error"`) || !strings.Contains(out, "different --encrypt key") || !strings.Contains(out, `"src":"memberlist"`) {
+		t.Errorf("error line: %s", out)
+	}
+	if !strings.Contains(out, `"level":"debug"`) || !strings.Contains(out, `"src":"serf"`) {
+		t.Errorf("debug line: %s", out)
+	}
+}
+
+func TestInboundAnswersOnce(t *testing.T) {
+	var got [][]byte
+	in := Inbound{From: "n2", reply: func(b []byte) error { got = append(got, b); return nil }}
+	if !in.CanReply() {
+		t.Fatal("a query cannot be answered")
+	}
+	if err := in.Reply([]byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	if in.CanReply() || in.Reply([]byte("b")) == nil {
+		t.Error("a query was answered twice")
+	}
+	if len(got) != 1 {
+		t.Errorf("replies %q", got)
+	}
+}
+
+// startPair starts two meshes on loopback addresses of this process and
+// joins them. Ports below 32768, away from the e2e tests' 127.0.x.y.
+func startPair(t *testing.T) (*Mesh, *Mesh, func()) {
+	t.Helper()
+	base := 20000 + os.Getpid()%5000*2
+	mk := func(name string, port int) *Mesh {
+		m, err := Start(Config{NodeName: name, BindAddr: "127.0.0.1", BindPort: port, Profile: "local",
+			Tags: map[string]string{BootTag: name + "-boot"}, Logger: zerolog.Nop()})
+		if err != nil {
+			t.Skipf("cannot start a mesh on 127.0.0.1:%d: %v", port, err)
+		}
+		return m
+	}
+	a := mk("a", base)
+	b := mk("b", base+1)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, m := range []*Mesh{a, b} {
+		wg.Add(1)
+		go func() { defer wg.Done(); m.Pump(ctx) }()
+	}
+	if _, err := b.Join([]string{fmt.Sprintf("127.0.0.1:%d", base)}); err != nil {
+		t.Fatal(err)
+	}
+	return a, b, func() {
+		cancel()
+		wg.Wait()
+		a.Shutdown()
+		b.Shutdown()
+	}
+}
+
+// waitUntil polls cond until it holds or the (generous) bound passes.
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestExchangeAndAskOverARealMesh(t *testing.T) {
+	a, b, stop := startPair(t)
+	defer stop()
+	done := make(chan struct{})
+	defer close(done)
+	waitUntil(t, 10*time.Second, "both members", func() bool { return len(a.Members()) == 2 && len(b.Members()) == 2 })
+
+	// b answers a's consensus query; a queues the answer.
+	var answered sync.WaitGroup
+	answered.Add(1)
+	go func() {
+		defer answered.Done()
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			for _, in := range b.TakeInbound() {
+				if in.Query == ConsensusQuery && string(in.Payload) == "prepare" && in.From == "a" {
+					in.Reply([]byte("promise"))
+					return
+				}
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	if err := a.Exchange("b", []byte("prepare"), 200*time.Millisecond, 5*time.Second, done); err != nil {
+		t.Fatal(err)
+	}
+	answered.Wait()
+	var reply []Inbound
+	waitUntil(t, 5*time.Second, "the answer queued at a", func() bool { reply = append(reply, a.TakeInbound()...); return len(reply) > 0 })
+	if reply[0].From != "b" || string(reply[0].Payload) != "promise" || reply[0].CanReply() {
+		t.Errorf("answer %+v", reply[0])
+	}
+
+	// A query nobody answers ends at its timeout with an error.
+	if err := a.Exchange("nobody", []byte("x"), 100*time.Millisecond, 500*time.Millisecond, done); err == nil {
+		t.Error("an unanswered exchange reported success")
+	}
+	if err := a.Exchange("b", bytes.Repeat([]byte("x"), MaxMessage+1), time.Second, time.Second, done); err == nil {
+		t.Error("an oversized message was sent")
+	}
+
+	// Ask collects the answers of every agent that has one.
+	go func() {
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			for _, in := range b.TakeInbound() {
+				if in.Query == JournalQuery {
+					in.Reply([]byte("entry of " + string(in.Payload)))
+					return
+				}
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	answers, err := a.Ask(JournalQuery, []byte("e5-x"), 2*time.Second)
+	if err != nil || len(answers) != 1 || string(answers[0]) != "entry of e5-x" {
+		t.Errorf("Ask = %q, %v", answers, err)
+	}
+}

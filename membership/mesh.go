@@ -1,0 +1,403 @@
+package membership
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/serf/serf"
+	"github.com/rs/zerolog"
+)
+
+// DefaultPort is the gossip port used when an address names none (serf's).
+const DefaultPort = 7946
+
+// BootTag is the serf tag that carries a member's boot id. It is reserved:
+// operators cannot set it with --tag.
+const BootTag = "boot"
+
+// Profiles are the memberlist timing profiles an operator can choose.
+var Profiles = []string{"lan", "wan", "local"}
+
+// Config is what the mesh needs to start. Every field is required unless
+// it says otherwise.
+type Config struct {
+	NodeName string
+	// BindAddr and BindPort are where gossip listens (UDP and TCP).
+	BindAddr string
+	BindPort int
+	// AdvertiseAddr and AdvertisePort are what other nodes are told; empty
+	// and 0 mean the bind address and port.
+	AdvertiseAddr string
+	AdvertisePort int
+	// Profile is one of Profiles: memberlist's LAN, WAN or local timings.
+	Profile string
+	// Tags are published through serf; BootTag is set by the caller.
+	Tags map[string]string
+	// EncryptKey, if set, is the 16, 24 or 32 byte gossip key.
+	EncryptKey []byte
+	// Logger receives serf's and memberlist's logs.
+	Logger zerolog.Logger
+}
+
+// Mesh is one node of the serf gossip mesh. Its events are queued at once
+// (serf delivers them under memberlist's locks) and taken by the caller with
+// Notify and TakeEvents.
+type Mesh struct {
+	serf         *serf.Serf
+	serfCh       chan serf.Event
+	notify       chan struct{}
+	logger       zerolog.Logger
+	loads        *loads
+	probeTimeout time.Duration
+	gossipEvery  time.Duration
+
+	// mu guards the fields below.
+	mu      sync.Mutex
+	queue   []Event
+	inbound []Inbound
+}
+
+// ParseAddr splits "host[:port]" into an IP literal (host names are
+// resolved) and a port, using defPort when none is given.
+func ParseAddr(s string, defPort int) (string, int, error) {
+	if s == "" {
+		return "", 0, errors.New("empty address")
+	}
+	host, portStr := s, ""
+	if h, p, err := net.SplitHostPort(s); err == nil {
+		host, portStr = h, p
+	} else if strings.Count(s, ":") > 1 && !strings.HasPrefix(s, "[") {
+		host = s // a bare IPv6 address
+	} else if strings.Contains(s, ":") {
+		return "", 0, fmt.Errorf("address %q: %v", s, err)
+	}
+	port := defPort
+	if portStr != "" {
+		p, err := strconv.Atoi(portStr)
+		if err != nil || p < 0 || p > 65535 {
+			return "", 0, fmt.Errorf("address %q: bad port %q", s, portStr)
+		}
+		port = p
+	}
+	if host == "" {
+		return "", 0, fmt.Errorf("address %q: no host", s)
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.String(), port, nil
+	}
+	ips, err := net.LookupIP(host)
+	if err != nil || len(ips) == 0 {
+		return "", 0, fmt.Errorf("address %q: cannot resolve host %q", s, host)
+	}
+	return ips[0].String(), port, nil
+}
+
+// memberlistConfig returns memberlist's timings for a profile.
+func memberlistConfig(profile string) (*memberlist.Config, error) {
+	switch profile {
+	case "lan", "":
+		return memberlist.DefaultLANConfig(), nil
+	case "wan":
+		return memberlist.DefaultWANConfig(), nil
+	case "local":
+		return memberlist.DefaultLocalConfig(), nil
+	}
+	return nil, fmt.Errorf("unknown profile %q (want lan, wan or local)", profile)
+}
+
+// Start creates the serf instance and begins gossiping. It does not join
+// anybody: call Join.
+func Start(cfg Config) (*Mesh, error) {
+	mc, err := memberlistConfig(cfg.Profile)
+	if err != nil {
+		return nil, err
+	}
+	mc.Name = cfg.NodeName
+	mc.BindAddr = cfg.BindAddr
+	mc.BindPort = cfg.BindPort
+	mc.AdvertiseAddr = cfg.AdvertiseAddr
+	mc.AdvertisePort = cfg.AdvertisePort
+	if mc.AdvertiseAddr != "" && mc.AdvertisePort == 0 {
+		mc.AdvertisePort = cfg.BindPort
+	}
+	// A node restarting under its old name at a new address is refused as a
+	// conflict until memberlist forgets the dead entry.
+	mc.DeadNodeReclaimTime = 30 * time.Second
+	if len(cfg.EncryptKey) > 0 {
+		kr, err := memberlist.NewKeyring(nil, cfg.EncryptKey)
+		if err != nil {
+			return nil, fmt.Errorf("encryption key: %w", err)
+		}
+		mc.Keyring = kr
+	}
+	lg := newStdLogger(cfg.Logger)
+	mc.Logger = lg
+
+	m := &Mesh{
+		serfCh:       make(chan serf.Event, 1024),
+		notify:       make(chan struct{}, 1),
+		logger:       cfg.Logger,
+		loads:        newLoads(),
+		probeTimeout: mc.ProbeTimeout,
+		gossipEvery:  mc.GossipInterval,
+	}
+	// Acks carry this node's load; see probe.go.
+	mc.Ping = m.loads
+	sc := serf.DefaultConfig()
+	sc.NodeName = cfg.NodeName
+	sc.Tags = cfg.Tags
+	sc.MemberlistConfig = mc
+	sc.Logger = lg
+	sc.EventCh = m.serfCh
+	// vigil does not use network coordinates; without them serf leaves
+	// memberlist's ping delegate free.
+	sc.DisableCoordinates = true
+	// A user event that names a decision must not be merged with another.
+	sc.CoalescePeriod = 0
+	sc.UserCoalescePeriod = 0
+	// A consensus message of MaxMessage bytes plus the query's header and
+	// its one-node filter must pass; both stay under memberlist's
+	// 1400-byte UDP packets.
+	sc.QuerySizeLimit = MaxMessage + 256
+	sc.QueryResponseSizeLimit = MaxMessage + 256
+	s, err := serf.Create(sc)
+	if err != nil {
+		return nil, explainStartError(cfg, err)
+	}
+	m.serf = s
+	return m, nil
+}
+
+func explainStartError(cfg Config, err error) error {
+	msg := err.Error()
+	if strings.Contains(msg, "address already in use") {
+		return fmt.Errorf("gossip address %s:%d is already in use", cfg.BindAddr, cfg.BindPort)
+	}
+	if strings.Contains(msg, "cannot assign requested address") {
+		return fmt.Errorf("gossip address %s:%d is not an address of this machine", cfg.BindAddr, cfg.BindPort)
+	}
+	return fmt.Errorf("start gossip: %w", err)
+}
+
+// Pump moves serf's events into the queue until ctx ends or serf shuts
+// down. The caller runs it on a goroutine of its own; it never blocks serf
+// for longer than a copy.
+func (m *Mesh) Pump(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.serf.ShutdownCh():
+			return
+		case e := <-m.serfCh:
+			if q, ok := e.(*serf.Query); ok {
+				if q.Name == ConsensusQuery || q.Name == JournalQuery {
+					m.enqueueInbound(Inbound{Query: q.Name, From: q.SourceNode(), Payload: append([]byte(nil), q.Payload...), reply: q.Respond})
+				}
+				continue
+			}
+			ev, ok := convert(e)
+			if !ok {
+				continue
+			}
+			m.mu.Lock()
+			m.queue = append(m.queue, ev)
+			m.mu.Unlock()
+			select {
+			case m.notify <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// Notify is signalled when events are waiting in the queue.
+func (m *Mesh) Notify() <-chan struct{} { return m.notify }
+
+// TakeEvents returns the queued events, oldest first, and empties the queue.
+func (m *Mesh) TakeEvents() []Event {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	q := m.queue
+	m.queue = nil
+	return q
+}
+
+func convert(e serf.Event) (Event, bool) {
+	now := time.Now()
+	switch e := e.(type) {
+	case serf.MemberEvent:
+		var t EventType
+		switch e.Type {
+		case serf.EventMemberJoin:
+			t = MemberJoin
+		case serf.EventMemberLeave:
+			t = MemberLeave
+		case serf.EventMemberFailed:
+			t = MemberFailed
+		case serf.EventMemberUpdate:
+			t = MemberUpdate
+		case serf.EventMemberReap:
+			t = MemberReap
+		default:
+			return Event{}, false
+		}
+		ms := make([]Member, 0, len(e.Members))
+		for _, sm := range e.Members {
+			ms = append(ms, fromSerf(sm))
+		}
+		return Event{Type: t, Time: now, Members: ms}, true
+	case serf.UserEvent:
+		return Event{
+			Type:     User,
+			Time:     now,
+			Name:     e.Name,
+			Payload:  append([]byte(nil), e.Payload...),
+			LTime:    uint64(e.LTime),
+			Coalesce: e.Coalesce,
+		}, true
+	}
+	return Event{}, false
+}
+
+func fromSerf(sm serf.Member) Member {
+	tags := make(map[string]string, len(sm.Tags))
+	for k, v := range sm.Tags {
+		tags[k] = v
+	}
+	return Member{
+		Name:   sm.Name,
+		Addr:   append(net.IP(nil), sm.Addr...),
+		Port:   sm.Port,
+		Tags:   tags,
+		Status: sm.Status.String(),
+	}
+}
+
+// Join contacts the given addresses ("host[:port]"); it returns how many
+// answered, and an error only if none did.
+func (m *Mesh) Join(addrs []string) (int, error) {
+	norm := make([]string, 0, len(addrs))
+	for _, a := range addrs {
+		host, port, err := ParseAddr(a, DefaultPort)
+		if err != nil {
+			return 0, err
+		}
+		norm = append(norm, net.JoinHostPort(host, strconv.Itoa(port)))
+	}
+	// ignoreOld: a new agent does not run handlers for user events that
+	// happened before it joined (serf's agent default).
+	n, err := m.serf.Join(norm, true)
+	if n == 0 && err == nil {
+		err = errors.New("no node answered")
+	}
+	if n > 0 {
+		return n, nil
+	}
+	// serf returns a multierror whose text spans lines; say it in one.
+	if me, ok := err.(interface{ WrappedErrors() []error }); ok {
+		var parts []string
+		for _, e := range me.WrappedErrors() {
+			parts = append(parts, e.Error())
+		}
+		err = errors.New(strings.Join(parts, "; "))
+	}
+	return 0, fmt.Errorf("join %s: %w", strings.Join(addrs, ", "), err)
+}
+
+// Leave broadcasts a graceful leave and waits for it to propagate.
+func (m *Mesh) Leave() error { return m.serf.Leave() }
+
+// Shutdown stops gossiping without a leave; it is safe to call twice.
+func (m *Mesh) Shutdown() error {
+	return m.serf.Shutdown()
+}
+
+// Members is serf's member list.
+func (m *Mesh) Members() []Member {
+	sms := m.serf.Members()
+	out := make([]Member, 0, len(sms))
+	for _, sm := range sms {
+		out = append(out, fromSerf(sm))
+	}
+	return out
+}
+
+// Local is this node as serf sees it.
+func (m *Mesh) Local() Member { return fromSerf(m.serf.LocalMember()) }
+
+// UserEvent sends a serf user event to the whole cluster.
+func (m *Mesh) UserEvent(name string, payload []byte, coalesce bool) error {
+	return m.serf.UserEvent(name, payload, coalesce)
+}
+
+// ForceLeave moves a failed node to left at once (serf's force-leave).
+func (m *Mesh) ForceLeave(node string) error {
+	for _, sm := range m.serf.Members() {
+		if sm.Name == node {
+			return m.serf.RemoveFailedNode(node)
+		}
+	}
+	return fmt.Errorf("no member named %q", node)
+}
+
+// Encrypted reports whether gossip is encrypted.
+func (m *Mesh) Encrypted() bool { return m.serf.EncryptionEnabled() }
+
+// Stats are serf's own counters, for `vigil info`.
+func (m *Mesh) Stats() map[string]string { return m.serf.Stats() }
+
+// newStdLogger adapts zerolog to the *log.Logger that serf and memberlist
+// write lines like "[WARN] memberlist: ..." to.
+func newStdLogger(l zerolog.Logger) *log.Logger {
+	return log.New(levelWriter{l}, "", 0)
+}
+
+type levelWriter struct{ l zerolog.Logger }
+
+func (w levelWriter) Write(p []byte) (int, error) {
+	line := string(bytes.TrimSpace(p))
+	lvl := zerolog.InfoLevel
+	for prefix, l := range map[string]zerolog.Level{
+		"[TRACE]": zerolog.TraceLevel, "[DEBUG]": zerolog.DebugLevel,
+		"[INFO]": zerolog.InfoLevel, "[WARN]": zerolog.WarnLevel,
+		"[ERR]": zerolog.ErrorLevel, "[ERROR]": zerolog.ErrorLevel,
+	} {
+		if strings.HasPrefix(line, prefix) {
+			lvl = l
+			line = strings.TrimSpace(strings.TrimPrefix(line, prefix))
+			break
+		}
+	}
+	src := "serf"
+	if strings.HasPrefix(line, "memberlist:") {
+		src = "memberlist"
+	}
+	e := w.l.WithLevel(lvl).Str("src", src)
+	// memberlist says only "No installed keys could decrypt the message";
+	// name the likely cause.
+	low := strings.ToLower(line)
+	if strings.Contains(low, "no installed keys could decrypt") || strings.Contains(low, "encryption is configured but remote state is not encrypted") || strings.Contains(low, "remote state is encrypted and encryption is not configured") {
+		e = e.Str("hint", "the peers use a different --encrypt key (or none)")
+	}
+	e.Msg(line)
+	return len(p), nil
+}
+
+var _ io.Writer = levelWriter{}
+
+// SetTags replaces this node's tags (a new incarnation, gossiped to all).
+func (m *Mesh) SetTags(tags map[string]string) error { return m.serf.SetTags(tags) }
+
+// GossipInterval is memberlist's gossip interval for the profile.
+func (m *Mesh) GossipInterval() time.Duration { return m.gossipEvery }

@@ -1,0 +1,183 @@
+package membership
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Load is a node's coarse load: CPU and memory use in whole percent, the
+// one-minute load average. Coarse on purpose: it travels in every ack.
+type Load struct {
+	CPU  float64 // percent of all cores busy, 0..100
+	Mem  float64 // percent of memory in use, 0..100
+	Load float64 // one-minute load average
+}
+
+// encode packs a Load into the 3 bytes an ack carries: CPU %, memory %,
+// and the load average in tenths, capped at 25.5.
+func (l Load) encode() []byte {
+	clamp := func(v, max float64) byte { return byte(math.Max(0, math.Min(max, math.Round(v)))) }
+	return []byte{clamp(l.CPU, 100), clamp(l.Mem, 100), clamp(l.Load*10, 255)}
+}
+
+func decodeLoad(b []byte) (Load, bool) {
+	if len(b) != 3 || b[0] > 100 || b[1] > 100 {
+		return Load{}, false
+	}
+	return Load{CPU: float64(b[0]), Mem: float64(b[1]), Load: float64(b[2]) / 10}, true
+}
+
+// loads is memberlist's ping delegate: it puts this node's load in the
+// acks it sends and keeps the load that peers put in theirs. serf leaves
+// the delegate free because coordinates are off.
+type loads struct {
+	// mu guards the fields below.
+	mu    sync.Mutex
+	self  []byte
+	peers map[string]Load
+}
+
+func newLoads() *loads { return &loads{self: Load{}.encode(), peers: map[string]Load{}} }
+
+func (l *loads) AckPayload() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.self
+}
+
+func (l *loads) NotifyPingComplete(other *memberlist.Node, _ time.Duration, payload []byte) {
+	ld, ok := decodeLoad(payload)
+	if !ok {
+		return // an older or foreign peer: no load figures
+	}
+	l.mu.Lock()
+	l.peers[other.Name] = ld
+	l.mu.Unlock()
+}
+
+// SetLoad sets the load this node reports in its acks.
+func (m *Mesh) SetLoad(ld Load) {
+	b := ld.encode()
+	m.loads.mu.Lock()
+	m.loads.self = b
+	m.loads.mu.Unlock()
+}
+
+// PeerLoad is the last load a peer reported, if any.
+func (m *Mesh) PeerLoad(name string) (Load, bool) {
+	m.loads.mu.Lock()
+	defer m.loads.mu.Unlock()
+	ld, ok := m.loads.peers[name]
+	return ld, ok
+}
+
+// ErrNoAck is a ping that got no answer within the probe timeout.
+var ErrNoAck = errors.New("membership: no ack")
+
+// Ping sends one direct UDP ping to a member and waits for its ack up to
+// memberlist's probe timeout. It works against members memberlist thinks
+// dead. A lost ping is a miss, not evidence by itself.
+func (m *Mesh) Ping(name string, addr net.IP, port uint16) (time.Duration, error) {
+	rtt, err := m.serf.Memberlist().Ping(name, &net.UDPAddr{IP: addr, Port: int(port)})
+	if err != nil {
+		var np memberlist.NoPingResponseError
+		if errors.As(err, &np) {
+			return 0, ErrNoAck
+		}
+		return 0, err
+	}
+	return rtt, nil
+}
+
+// ProbeTimeout is how long Ping waits for an ack.
+func (m *Mesh) ProbeTimeout() time.Duration { return m.probeTimeout }
+
+// CPUSampler turns /proc/stat readings into a busy percentage between
+// two calls.
+type CPUSampler struct {
+	busy, total uint64
+}
+
+// ReadLoad reads this machine's load from /proc. CPU is the busy share
+// since the previous call (0 on the first).
+func (s *CPUSampler) ReadLoad() (Load, error) {
+	var ld Load
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ld, err
+	}
+	if f := strings.Fields(string(b)); len(f) > 0 {
+		ld.Load, _ = strconv.ParseFloat(f[0], 64)
+	}
+	mem, err := readMeminfo()
+	if err != nil {
+		return ld, err
+	}
+	ld.Mem = mem
+	busy, total, err := readCPU()
+	if err != nil {
+		return ld, err
+	}
+	if s.total != 0 && total > s.total {
+		ld.CPU = 100 * float64(busy-s.busy) / float64(total-s.total)
+	}
+	s.busy, s.total = busy, total
+	return ld, nil
+}
+
+func readMeminfo() (float64, error) {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	var total, avail float64
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 2 {
+			continue
+		}
+		v, _ := strconv.ParseFloat(fields[1], 64)
+		switch fields[0] {
+		case "MemTotal:":
+			total = v
+		case "MemAvailable:":
+			avail = v
+		}
+	}
+	if total == 0 {
+		return 0, fmt.Errorf("/proc/meminfo: no MemTotal")
+	}
+	return 100 * (total - avail) / total, nil
+}
+
+func readCPU() (busy, total uint64, err error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		return 0, 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	for i, s := range f[1:] {
+		v, _ := strconv.ParseUint(s, 10, 64)
+		total += v
+		if i != 3 && i != 4 { // idle and iowait
+			busy += v
+		}
+	}
+	return busy, total, nil
+}
