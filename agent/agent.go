@@ -1,0 +1,452 @@
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/vigil-project/vigil/consensus"
+	"github.com/vigil-project/vigil/membership"
+	"github.com/vigil-project/vigil/recovery"
+	"github.com/vigil-project/vigil/store"
+)
+
+// storeTimeout is how long Open waits for the data dir's lock before it
+// reports the dir in use.
+const storeTimeout = time.Second
+
+// shutdownGrace is how long running handlers may go on after the agent was
+// asked to stop, before their process groups are killed.
+const shutdownGrace = 5 * time.Second
+
+// Agent is one running vigil agent. New builds it (and fails on any bad
+// input before anything runs); Run owns every goroutine it starts.
+type Agent struct {
+	cfg     Config
+	log     zerolog.Logger
+	store   *store.Store
+	mesh    *membership.Mesh
+	http    *http.Server
+	httpLn  net.Listener
+	boot    string
+	started time.Time
+	det     *detector
+	rec     *recoveries
+
+	requests chan request
+	// stopping is closed when the loop stops; goroutines that report to
+	// the loop give up then.
+	stopping chan struct{}
+	// spawn runs f on a goroutine the loop waits for; set by Run.
+	spawn func(f func())
+
+	// The handler queue; the loop owns it.
+	queue   []handlerJob
+	running int
+	done    chan handlerDone
+	hctx    context.Context
+}
+
+// request is work the HTTP API hands to the loop: a leave, or fn run in
+// the loop (to read loop-owned state).
+type request struct {
+	leave bool
+	fn    func()
+	done  chan error
+}
+
+// New validates the environment (data dir, ports, handlers), opens the
+// store, starts gossip and joins the --join seeds. On error nothing is left
+// running.
+func New(cfg Config, log zerolog.Logger) (*Agent, error) {
+	a := &Agent{cfg: cfg, log: log, started: time.Now(), requests: make(chan request), stopping: make(chan struct{}), rec: newRecoveries()}
+	if err := a.start(); err != nil {
+		a.close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *Agent) start() (err error) {
+	cfg, log := a.cfg, a.log
+	if a.boot, err = newBootID(); err != nil {
+		return err
+	}
+	if a.store, err = store.Open(cfg.DataDir, store.Options{Timeout: storeTimeout}); err != nil {
+		return err
+	}
+	if a.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("--http-addr %s is already in use", cfg.HTTPAddr)
+		}
+		return fmt.Errorf("--http-addr %s: %v", cfg.HTTPAddr, err)
+	}
+	tags := map[string]string{membership.BootTag: a.boot}
+	for k, v := range cfg.Tags {
+		tags[k] = v
+	}
+	a.mesh, err = membership.Start(membership.Config{
+		NodeName:      cfg.NodeName,
+		BindAddr:      cfg.BindIP,
+		BindPort:      cfg.BindPort,
+		AdvertiseAddr: cfg.AdvertiseIP,
+		AdvertisePort: cfg.AdvertisePort,
+		Profile:       cfg.Profile,
+		Tags:          tags,
+		EncryptKey:    cfg.EncryptKey,
+		Logger:        log,
+	})
+	if err != nil {
+		return err
+	}
+	if err = a.store.RecordBoot(store.Boot{ID: a.boot, Node: cfg.NodeName, Started: a.started}); err != nil {
+		return fmt.Errorf("record boot: %w", err)
+	}
+	if a.det, err = newDetector(a); err != nil {
+		return err
+	}
+	if len(cfg.Join) > 0 {
+		n, err := a.mesh.Join(cfg.Join)
+		if err != nil {
+			return err
+		}
+		log.Info().Int("answered", n).Strs("seeds", cfg.Join).Msg("joined the cluster")
+	}
+	a.http = &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second}
+	return nil
+}
+
+func newBootID() (string, error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("boot id: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+// close releases what New acquired; safe on a partly built agent.
+func (a *Agent) close() {
+	if a.mesh != nil {
+		_ = a.mesh.Shutdown()
+	}
+	if a.httpLn != nil {
+		_ = a.httpLn.Close()
+	}
+	if a.store != nil {
+		_ = a.store.Close()
+	}
+}
+
+// handlerJob is one handler to run for one event.
+type handlerJob struct {
+	h  recovery.EventHandler
+	ev membership.Event
+}
+
+type handlerDone struct {
+	job handlerJob
+	res recovery.Result
+}
+
+// Run is the agent's one loop: it drains the event queue, probes peers,
+// steps consensus, runs handlers, serves the API and, when ctx ends or a
+// leave is asked for, leaves the cluster gracefully. Every goroutine it
+// starts has ended when it returns.
+func (a *Agent) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	loopCtx, stopLoop := context.WithCancel(context.Background())
+	var killHandlers context.CancelFunc
+	a.hctx, killHandlers = context.WithCancel(context.Background())
+	a.done = make(chan handlerDone, a.cfg.HandlerConcurrency)
+	a.spawn = func(f func()) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f() }()
+	}
+	defer func() {
+		close(a.stopping)
+		stopLoop()
+		killHandlers()
+		wg.Wait()
+		a.det.saveModels()
+		a.close()
+	}()
+
+	a.spawn(func() { a.mesh.Pump(loopCtx) })
+	httpErr := make(chan error, 1)
+	a.spawn(func() {
+		if err := a.http.Serve(a.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			httpErr <- err
+		}
+	})
+	a.log.Info().Str("node", a.cfg.NodeName).Str("boot", a.boot).
+		Str("gossip", net.JoinHostPort(a.cfg.BindIP, strconv.Itoa(a.cfg.BindPort))).
+		Str("http", a.cfg.HTTPAddr).Str("data_dir", a.cfg.DataDir).Bool("encrypted", a.mesh.Encrypted()).
+		Uint64("epoch", a.det.cn.Epoch()).Msg("agent running")
+
+	retryErr := make(chan error, 1)
+	if len(a.cfg.RetryJoin) > 0 {
+		a.spawn(func() { retryErr <- a.retryJoin(loopCtx) })
+	}
+	probeT := time.NewTicker(probeTick)
+	defer probeT.Stop()
+	consT := time.NewTicker(consensusTick)
+	defer consT.Stop()
+	a.det.refreshMonitors()
+	a.resumeRecoveries()
+
+	var leaveReq *request
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case r := <-a.requests:
+			if r.leave {
+				leaveReq = &r
+				break loop
+			}
+			r.fn()
+			r.done <- nil
+		case err := <-httpErr:
+			runErr = fmt.Errorf("http api: %w", err)
+			break loop
+		case err := <-retryErr:
+			if err != nil {
+				runErr = err
+				break loop
+			}
+		case <-a.mesh.Notify():
+			for _, ev := range a.mesh.TakeEvents() {
+				a.handleEvent(ev)
+			}
+			for _, in := range a.det.msg.TakeInbound() {
+				if in.Query == membership.JournalQuery {
+					a.answerJournal(in)
+					continue
+				}
+				a.det.onInbound(in)
+			}
+		case now := <-probeT.C:
+			a.det.probeDue(now)
+		case r := <-a.det.probeCh:
+			a.det.onProbe(r)
+		case r := <-a.det.burstCh:
+			a.det.onBurst(r)
+		case <-consT.C:
+			a.det.tick()
+		case r := <-a.rec.reports:
+			a.onRecoveryReport(r)
+		case c := <-a.rec.checked:
+			a.onJournalChecked(c)
+		case d := <-a.done:
+			a.running--
+			a.logHandler(d)
+		}
+		a.startHandlers()
+	}
+
+	// Leave gracefully: tell the cluster, then stop.
+	a.log.Info().Msg("leaving the cluster")
+	leaveErr := a.mesh.Leave()
+	if leaveErr != nil {
+		a.log.Error().Err(leaveErr).Msg("graceful leave failed")
+	}
+	if leaveReq != nil {
+		leaveReq.done <- leaveErr
+	}
+	if len(a.queue) > 0 {
+		a.log.Warn().Int("handlers", len(a.queue)).Msg("not starting queued handlers: shutting down")
+	}
+	grace := time.NewTimer(shutdownGrace)
+	defer grace.Stop()
+	for a.running > 0 {
+		select {
+		case d := <-a.done:
+			a.running--
+			a.logHandler(d)
+		case <-grace.C:
+			a.log.Warn().Int("handlers", a.running).Msg("killing handlers still running at shutdown")
+			killHandlers()
+		}
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	_ = a.http.Shutdown(shutCtx)
+	cancel()
+	a.log.Info().Msg("agent stopped")
+	return runErr
+}
+
+// queueHandlers queues a run of every event handler that matches ev.
+func (a *Agent) queueHandlers(ev membership.Event) {
+	for _, h := range a.cfg.EventHandlers {
+		if h.Matches(ev) {
+			a.queue = append(a.queue, handlerJob{h: h, ev: ev})
+		}
+	}
+}
+
+// startHandlers starts queued handlers up to the concurrency bound.
+func (a *Agent) startHandlers() {
+	for a.running < a.cfg.HandlerConcurrency && len(a.queue) > 0 {
+		j := a.queue[0]
+		a.queue = a.queue[1:]
+		a.running++
+		cmd := j.h.Command(j.ev, a.mesh.Local(), a.cfg.HandlerTimeout)
+		a.spawn(func() { a.done <- handlerDone{job: j, res: recovery.Run(a.hctx, cmd)} })
+	}
+}
+
+// inLoop runs fn in the loop, for the API to read loop-owned state.
+func (a *Agent) inLoop(ctx context.Context, fn func()) error {
+	return a.submit(ctx, request{fn: fn, done: make(chan error, 1)})
+}
+
+// submit hands a request to the loop and waits for it to be done.
+func (a *Agent) submit(ctx context.Context, r request) error {
+	select {
+	case a.requests <- r:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-a.stopping:
+		return errors.New("the agent is stopping")
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// rejoin: this node read its own removal. It stops claiming membership
+// under the old boot id and comes back under a new one; the view adds it
+// again.
+func (a *Agent) rejoin(dec consensus.Decision) {
+	old := a.boot
+	boot, err := newBootID()
+	if err != nil {
+		a.log.Error().Err(err).Msg("cannot make a new boot id")
+		return
+	}
+	a.boot = boot
+	tags := map[string]string{membership.BootTag: boot}
+	for k, v := range a.cfg.Tags {
+		tags[k] = v
+	}
+	if err := a.mesh.SetTags(tags); err != nil {
+		a.log.Error().Err(err).Msg("cannot publish the new boot id")
+	}
+	if err := a.store.RecordBoot(store.Boot{ID: boot, Node: a.cfg.NodeName, Started: time.Now()}); err != nil {
+		a.log.Error().Err(err).Msg("cannot record the new boot")
+	}
+	a.log.Warn().Str("old_boot", old).Str("boot", boot).Uint64("epoch", dec.Epoch+1).Str("id", dec.ID()).
+		Msg("this node was declared failed; rejoining under a new boot id")
+	a.fence("removed", dec.Epoch+1)
+}
+
+func (a *Agent) gossipAddr() string { return hostPort(a.mesh.Local()) }
+
+// handleEvent records an event from serf and queues the handlers it asks
+// for. Joins, leaves and failures are view changes: their handlers run when
+// the view log decides them, never from serf's word alone; serf's events
+// are evidence for suspicion and history.
+func (a *Agent) handleEvent(ev membership.Event) {
+	switch ev.Type {
+	case membership.User:
+		first, err := a.store.MarkEvent(store.EventKey{Name: ev.Name, LTime: ev.LTime, Payload: ev.Payload})
+		if err != nil {
+			a.log.Error().Err(err).Str("event", ev.Name).Msg("cannot record user event; not running its handlers")
+			return
+		}
+		switch ev.Name {
+		case DecisionEvent:
+			a.det.onDecisionEvent(ev.Payload)
+		case recovery.EventStarted, recovery.EventDone, recovery.EventFailed:
+			if first {
+				a.onRecoveryEvent(ev.Name, ev.Payload)
+			}
+		}
+		if !first {
+			a.log.Debug().Str("event", ev.Name).Uint64("ltime", ev.LTime).Msg("user event already handled")
+			return
+		}
+		a.log.Info().Str("event", ev.Name).Uint64("ltime", ev.LTime).Int("payload_bytes", len(ev.Payload)).Msg("user event")
+		a.queueHandlers(ev)
+		return
+	}
+	for _, m := range ev.Members {
+		rec := store.MemberRecord{
+			Time: ev.Time, Node: m.Name, Addr: hostPort(m), Boot: m.Tags[membership.BootTag],
+			Event: strings.TrimPrefix(ev.Type.String(), "member-"), Source: "serf",
+		}
+		if err := a.store.AppendMember(rec); err != nil {
+			a.log.Error().Err(err).Msg("cannot record member history")
+		}
+		a.log.Info().Str("event", ev.Type.String()).Str("member", m.Name).Str("addr", rec.Addr).Msg("gossip member event")
+	}
+	if a.det != nil {
+		a.det.onSerfEvent(ev)
+	}
+	if ev.Type == membership.MemberUpdate || ev.Type == membership.MemberReap {
+		a.queueHandlers(ev)
+	}
+}
+
+func (a *Agent) logHandler(d handlerDone) {
+	e := a.log.Info()
+	if d.res.Err != nil || d.res.ExitCode != 0 {
+		e = a.log.Warn()
+	}
+	if d.res.Err != nil {
+		e = e.AnErr("error", d.res.Err)
+	}
+	e.Str("handler", d.job.h.Script).Str("event", d.job.ev.Type.String()).
+		Int("exit", d.res.ExitCode).Bool("timed_out", d.res.TimedOut).
+		Dur("took", d.res.Duration).Str("output", string(d.res.Output)).
+		Msg("handler finished")
+}
+
+// retryJoin tries the --retry-join seeds until one answers, ctx ends, or
+// --retry-max attempts failed (then it returns an error).
+func (a *Agent) retryJoin(ctx context.Context) error {
+	for attempt := 1; ; attempt++ {
+		n, err := a.mesh.Join(a.cfg.RetryJoin)
+		if err == nil {
+			a.log.Info().Int("answered", n).Int("attempt", attempt).Msg("retry-join: joined the cluster")
+			return nil
+		}
+		if a.cfg.RetryMax > 0 && attempt >= a.cfg.RetryMax {
+			return fmt.Errorf("retry-join: gave up after %d attempts: %v", attempt, err)
+		}
+		a.log.Warn().Err(err).Int("attempt", attempt).Dur("next_in", a.cfg.RetryInterval).Msg("retry-join failed")
+		t := time.NewTimer(a.cfg.RetryInterval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// leave asks the loop to leave the cluster and stop; it returns once the
+// leave has been broadcast.
+func (a *Agent) leave(ctx context.Context) error {
+	return a.submit(ctx, request{leave: true, done: make(chan error, 1)})
+}
+
+func hostPort(m membership.Member) string {
+	return net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port)))
+}

@@ -1,0 +1,135 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/vigil-project/vigil/recovery"
+)
+
+// Client talks to an agent's HTTP API.
+type Client struct {
+	// Addr is the agent's --http-addr, IP:PORT.
+	Addr string
+	HTTP *http.Client
+}
+
+// NewClient returns a client of the agent at addr.
+func NewClient(addr string) *Client {
+	return &Client{Addr: addr, HTTP: &http.Client{Timeout: 60 * time.Second}}
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+c.Addr+path, body)
+	if err != nil {
+		return fmt.Errorf("--http-addr %q: %v", c.Addr, err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		var ue *url.Error
+		var oe *net.OpError
+		if errors.As(err, &ue) && errors.As(err, &oe) {
+			return fmt.Errorf("no agent answering at %s (is `vigil agent` running there? see --http-addr): %v", c.Addr, oe.Err)
+		}
+		return fmt.Errorf("agent at %s: %v", c.Addr, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("agent at %s: reading the answer: %v", c.Addr, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var e ErrorResponse
+		if json.Unmarshal(data, &e) == nil && e.Error != "" {
+			return errors.New(e.Error)
+		}
+		return fmt.Errorf("agent at %s answered %s", c.Addr, resp.Status)
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("agent at %s: bad answer: %v", c.Addr, err)
+		}
+	}
+	return nil
+}
+
+// Members lists the members; status, if not empty, keeps only those with
+// that agreed status (a comma list).
+func (c *Client) Members(ctx context.Context, status string) ([]MemberInfo, error) {
+	var out []MemberInfo
+	path := "/v1/members"
+	if status != "" {
+		path += "?status=" + url.QueryEscape(status)
+	}
+	return out, c.do(ctx, http.MethodGet, path, nil, &out)
+}
+
+// Info describes the agent.
+func (c *Client) Info(ctx context.Context) (Info, error) {
+	var out Info
+	return out, c.do(ctx, http.MethodGet, "/v1/info", nil, &out)
+}
+
+// Join asks the agent to join the given addresses.
+func (c *Client) Join(ctx context.Context, addrs []string) (int, error) {
+	var out JoinResponse
+	return out.Joined, c.do(ctx, http.MethodPost, "/v1/join", JoinRequest{Addrs: addrs}, &out)
+}
+
+// Leave asks the agent to leave the cluster gracefully and stop.
+func (c *Client) Leave(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, "/v1/leave", nil, nil)
+}
+
+// ForceLeave moves a failed node to left.
+func (c *Client) ForceLeave(ctx context.Context, node string) error {
+	return c.do(ctx, http.MethodPost, "/v1/force-leave", ForceLeaveRequest{Node: node}, nil)
+}
+
+// Event sends a user event.
+func (c *Client) Event(ctx context.Context, name string, payload []byte, coalesce bool) error {
+	return c.do(ctx, http.MethodPost, "/v1/event", EventRequest{Name: name, Payload: string(payload), Coalesce: coalesce}, nil)
+}
+
+// Views returns the agreed view and the decided log.
+func (c *Client) Views(ctx context.Context) (Views, error) {
+	var out Views
+	return out, c.do(ctx, http.MethodGet, "/v1/views", nil, &out)
+}
+
+// Why explains what the agent knows about a node's status.
+func (c *Client) Why(ctx context.Context, node string) (Why, error) {
+	var out Why
+	return out, c.do(ctx, http.MethodGet, "/v1/why/"+url.PathEscape(node), nil, &out)
+}
+
+// Scores lists the agent's monitored peers with their scores.
+func (c *Client) Scores(ctx context.Context) ([]Score, error) {
+	var out []Score
+	return out, c.do(ctx, http.MethodGet, "/v1/scores", nil, &out)
+}
+
+// Recoveries returns the recovery journal, oldest decision first.
+func (c *Client) Recoveries(ctx context.Context) ([]recovery.Job, error) {
+	var out []recovery.Job
+	return out, c.do(ctx, http.MethodGet, "/v1/recoveries", nil, &out)
+}

@@ -1,0 +1,1035 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand"
+	"net"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/vigil-project/vigil/consensus"
+	"github.com/vigil-project/vigil/membership"
+	"github.com/vigil-project/vigil/recovery"
+	"github.com/vigil-project/vigil/scoring"
+	"github.com/vigil-project/vigil/store"
+	"github.com/vigil-project/vigil/suspicion"
+)
+
+// The detector's cadences. Consensus counts in ticks of consensusTick;
+// the prober looks for due probes every probeTick.
+const (
+	consensusTick = 100 * time.Millisecond
+	probeTick     = 5 * time.Millisecond
+	// queryTimeout keeps a consensus query open for its answer: about a
+	// gossip hop there (the query) and a direct packet back.
+	queryTimeout = 1500 * time.Millisecond
+	// rankHeadStart is how long each observer of an accused peer lets the
+	// one before it in ring order propose first.
+	rankHeadStart = 2 * time.Second
+	// monitorK is how many peers each agent probes: its successors on the
+	// ring of the agreed view, so every member has monitorK observers.
+	monitorK = 5
+	// minMissTimeout floors the adaptive timeout at which an unanswered
+	// ping is reported as a miss (a later ack still counts as a reply).
+	minMissTimeout = 10 * time.Millisecond
+	// verdictTTL is how long a verdict burst's result answers prepares.
+	verdictTTL = 2 * time.Second
+	// addGrace is how long a member other than the designated one waits
+	// before it proposes an add or a leave itself.
+	addGrace = 3 * time.Second
+	// DecisionEvent names the serf user event that announces decisions.
+	DecisionEvent = "vigil-decision"
+	samplesKept   = 32
+)
+
+// agreed is what the view log says of one member name.
+type agreed struct {
+	status string // alive, failed, left
+	epoch  uint64 // the view epoch at which this status took effect
+	boot   string
+	addr   string
+}
+
+// sample is one probe result, kept for `vigil why`.
+type sample struct {
+	At      time.Time     `json:"at"`
+	RTT     time.Duration `json:"rtt_ns"`
+	Miss    bool          `json:"miss"`
+	Late    bool          `json:"late,omitempty"`
+	Timeout time.Duration `json:"timeout_ns"`
+}
+
+// peerProbe is the prober's state for one monitored peer.
+type peerProbe struct {
+	boot      string
+	addr      net.IP
+	port      uint16
+	next      time.Time
+	lastReply time.Time
+	inflight  int
+	samples   []sample
+	last      scoring.Result
+}
+
+type probeResult struct {
+	peer, boot string
+	rtt        time.Duration
+	miss, late bool
+	timeout    time.Duration
+}
+
+type burstResult struct {
+	peer, boot string
+	ok, miss   int
+}
+
+type deferredEvent struct {
+	ev        membership.Event
+	removesMe bool
+}
+
+type cachedVerdict struct {
+	boot        string
+	unreachable bool
+	at          time.Time
+}
+
+// messenger carries consensus messages between agents. membership.Mesh
+// implements it over serf queries; a direct transport could replace it.
+type messenger interface {
+	// Exchange delivers payload to node to, sending it again every retry
+	// until it is answered or timeout passes; the answer is queued for
+	// TakeInbound. It blocks.
+	Exchange(to string, payload []byte, retry, timeout time.Duration, stop <-chan struct{}) error
+	// TakeInbound returns the consensus messages that arrived.
+	TakeInbound() []membership.Inbound
+}
+
+// detector is the failure-detection state the agent's loop owns: the
+// prober, per-peer scorers and suspicion, the consensus node, and the
+// agreed statuses. Nothing here is touched outside the loop.
+type detector struct {
+	a *Agent
+	// quorum is the rule of --quorum, as consensus names it.
+	quorum consensus.Quorum
+	msg    messenger
+	cn     *consensus.Node
+	sus    *suspicion.Set
+	// base is the origin of the monotonic time given to suspicion.
+	base     time.Time
+	scorers  map[string]*scoring.Peer
+	probes   map[string]*peerProbe
+	held     []membership.Inbound // prepares waiting for a fresh verdict
+	bursting map[string]bool
+	verdicts map[string]cachedVerdict
+	status   map[string]agreed
+	pending  map[string]time.Time // name@boot of an add or leave first seen
+	// deferred holds the handler events of decisions learned while this
+	// node was behind the cluster; see flushDeferred.
+	deferred []deferredEvent
+	// noQuorumSince is when this node last saw a quorum of its view alive
+	// (zero: it sees one now); fencedNoQuorum: the fence ran for it.
+	noQuorumSince  time.Time
+	fencedNoQuorum bool
+	probeCh        chan probeResult
+	burstCh        chan burstResult
+	lastCatchup    time.Time
+	cpu            membership.CPUSampler
+	lastLoad       time.Time
+	susCfg         suspicion.Config
+}
+
+func newDetector(a *Agent) (*detector, error) {
+	d := &detector{
+		a: a, msg: a.mesh, base: time.Now(),
+		scorers: map[string]*scoring.Peer{}, probes: map[string]*peerProbe{},
+		bursting: map[string]bool{}, verdicts: map[string]cachedVerdict{},
+		status: map[string]agreed{}, pending: map[string]time.Time{},
+		probeCh: make(chan probeResult, 256), burstCh: make(chan burstResult, 16),
+		susCfg: suspicion.DefaultConfig(),
+	}
+	if err := scoring.DefaultConfig().Validate(); err != nil {
+		return nil, err
+	}
+	var err error
+	if d.sus, err = suspicion.NewSet(d.susCfg); err != nil {
+		return nil, err
+	}
+	st, err := d.restore()
+	if err != nil {
+		return nil, err
+	}
+	ccfg := consensus.DefaultConfig()
+	ccfg.ID = a.cfg.NodeName
+	if a.cfg.Quorum == "two-thirds" {
+		d.quorum = consensus.TwoThirds
+	}
+	ccfg.Quorum = d.quorum
+	ccfg.Rand = rand.New(rand.NewSource(time.Now().UnixNano()))
+	ccfg.Verdict = consensus.JudgeFunc(d.verdict)
+	if d.cn, err = consensus.NewNode(ccfg, st); err != nil {
+		return nil, fmt.Errorf("restore consensus state from %s: %w", a.store.Path(), err)
+	}
+	return d, nil
+}
+
+// restore reads the acceptor state, the latest view and the log tail, and
+// rebuilds the agreed statuses. A new agent started without seeds
+// bootstraps a cluster of one.
+func (d *detector) restore() (consensus.PersistentState, error) {
+	var st consensus.PersistentState
+	s := d.a.store
+	if b, err := s.LoadAcceptor(); err != nil {
+		return st, err
+	} else if b != nil {
+		if st.Acceptor, err = consensus.DecodeAcceptorState(b); err != nil {
+			return st, fmt.Errorf("%s: acceptor state: %w", s.Path(), err)
+		}
+	}
+	epoch, vb, err := s.LoadView()
+	if err != nil {
+		return st, err
+	}
+	if vb != nil {
+		if err := json.Unmarshal(vb, &st.View); err != nil || st.View.Epoch != epoch {
+			return st, fmt.Errorf("%s: stored view is unreadable: %v", s.Path(), err)
+		}
+	}
+	if st.View.Epoch == 0 && len(d.a.cfg.Join) == 0 && len(d.a.cfg.RetryJoin) == 0 {
+		self := consensus.Member{Name: d.a.cfg.NodeName, Boot: d.a.boot, Addr: d.a.gossipAddr()}
+		st.View = consensus.Bootstrap(self)
+		if err := d.saveView(st.View); err != nil {
+			return st, err
+		}
+		d.a.log.Info().Uint64("epoch", 1).Msg("bootstrapped a new cluster: the view is this node alone")
+	}
+	for _, m := range st.View.Members {
+		d.status[m.Name] = agreed{status: "alive", epoch: st.View.Epoch, boot: m.Boot, addr: m.Addr}
+	}
+	// The log tail: decisions after the oldest one we keep, up to the view.
+	from := uint64(1)
+	if st.View.Epoch > 1024 {
+		from = st.View.Epoch - 1024
+	}
+	recs, err := s.Decisions(from, 0)
+	if err != nil {
+		return st, err
+	}
+	for _, r := range recs {
+		dec, err := consensus.DecodeDecision(r.Bytes)
+		if err != nil {
+			return st, fmt.Errorf("%s: decision %d: %w", s.Path(), r.Epoch, err)
+		}
+		if dec.Epoch >= st.View.Epoch {
+			continue
+		}
+		if len(st.Log) == 0 || st.Log[len(st.Log)-1].Epoch+1 == dec.Epoch {
+			st.Log = append(st.Log, dec)
+		} else {
+			st.Log = append(st.Log[:0], dec) // keep the contiguous tail
+		}
+		d.noteStatus(dec)
+	}
+	if len(st.Log) > 0 && st.Log[len(st.Log)-1].Epoch != st.View.Epoch-1 {
+		st.Log = nil
+	}
+	return st, nil
+}
+
+func (d *detector) saveView(v consensus.View) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return d.a.store.SaveView(v.Epoch, b)
+}
+
+// noteStatus records what a decision says of its subject.
+func (d *detector) noteStatus(dec consensus.Decision) {
+	c := dec.Change
+	st := agreed{epoch: dec.Epoch + 1, boot: c.Member.Boot, addr: c.Member.Addr, status: "alive"}
+	if c.Kind == consensus.Remove {
+		st.status = "left"
+		if c.Reason == consensus.Failed {
+			st.status = "failed"
+		}
+	}
+	d.status[c.Member.Name] = st
+}
+
+func (d *detector) now() time.Duration { return time.Since(d.base) }
+
+func (d *detector) self() string { return d.a.cfg.NodeName }
+
+func viewNames(v consensus.View) []string {
+	names := make([]string, len(v.Members))
+	for i, m := range v.Members {
+		names[i] = m.Name
+	}
+	return names
+}
+
+// down reports whether this node's prober doubts a member it monitors.
+// A tracker of a peer it does not probe (made by a verdict burst) holds no
+// current evidence, and a node never doubts itself.
+func (d *detector) down(name string) bool {
+	if _, monitored := d.probes[name]; !monitored || name == d.self() {
+		return false
+	}
+	if t, ok := d.sus.Lookup(name); ok {
+		return t.State() != suspicion.Healthy
+	}
+	return false
+}
+
+// serfMember finds a member in serf's list.
+func (d *detector) serfMember(name string) (membership.Member, bool) {
+	for _, m := range d.a.mesh.Members() {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return membership.Member{}, false
+}
+
+// --- the prober ---
+
+// refreshMonitors makes the monitored set the ring successors of this node
+// in the agreed view; peers that left it are forgotten.
+func (d *detector) refreshMonitors() {
+	v := d.cn.View()
+	want := map[string]consensus.Member{}
+	if v.Contains(d.self()) {
+		k := min(len(v.Members)-1, monitorK)
+		for _, name := range recovery.Successors(viewNames(v), d.self(), k) {
+			m, _ := v.Lookup(name)
+			want[name] = m
+		}
+	}
+	for name, p := range d.probes {
+		if m, ok := want[name]; !ok || m.Boot != p.boot {
+			delete(d.probes, name)
+			if !v.Contains(name) {
+				d.sus.Remove(name)
+				delete(d.scorers, name)
+			}
+		}
+	}
+	for name, m := range want {
+		if _, ok := d.probes[name]; ok {
+			continue
+		}
+		host, portStr, err := net.SplitHostPort(m.Addr)
+		port, _ := strconv.Atoi(portStr)
+		ip := net.ParseIP(host)
+		if err != nil || ip == nil {
+			d.a.log.Warn().Str("member", name).Str("addr", m.Addr).Msg("cannot probe a member with this address")
+			continue
+		}
+		d.probes[name] = &peerProbe{boot: m.Boot, addr: ip, port: uint16(port), next: time.Now()}
+		if t, ok := d.sus.Lookup(name); ok {
+			t.ResetProposals()
+		}
+	}
+}
+
+func (d *detector) scorer(name string) *scoring.Peer {
+	if sc, ok := d.scorers[name]; ok {
+		return sc
+	}
+	if b, err := d.a.store.Model(name); err == nil && b != nil {
+		if sc, err := scoring.DecodeSnapshot(b); err == nil {
+			d.scorers[name] = sc
+			return sc
+		}
+	}
+	sc, err := scoring.NewPeer(scoring.DefaultConfig())
+	if err != nil {
+		panic(err) // newDetector checked the default config
+	}
+	d.scorers[name] = sc
+	return sc
+}
+
+// probeDue starts the pings that are due.
+func (d *detector) probeDue(now time.Time) {
+	for name, p := range d.probes {
+		if now.Before(p.next) || p.inflight >= 32 {
+			continue
+		}
+		t := d.sus.Peer(name)
+		timeout := d.missTimeout(name)
+		p.inflight++
+		p.next = now.Add(t.ProbeGap(d.now()))
+		name, boot, addr, port := name, p.boot, p.addr, p.port
+		d.a.spawn(func() { d.ping(name, boot, addr, port, timeout) })
+	}
+}
+
+// missTimeout is the peer's adaptive timeout, floored at minMissTimeout
+// and capped at memberlist's probe timeout: no ack comes later than that,
+// and a scorer still learning reports its maximum.
+func (d *detector) missTimeout(name string) time.Duration {
+	return min(max(d.scorer(name).Timeout(), minMissTimeout), d.a.mesh.ProbeTimeout())
+}
+
+// ping sends one ping and reports a miss at timeout; an ack that comes
+// later (within memberlist's probe timeout) is reported as a late reply.
+func (d *detector) ping(name, boot string, addr net.IP, port uint16, timeout time.Duration) {
+	type res struct {
+		rtt time.Duration
+		err error
+	}
+	done := make(chan res, 1)
+	go func() {
+		rtt, err := d.a.mesh.Ping(name, addr, port)
+		done <- res{rtt, err}
+	}()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			// The ping could not be sent (or memberlist gave up): a miss,
+			// counted as a full wait.
+			r.rtt = timeout
+		}
+		d.deliver(probeResult{peer: name, boot: boot, rtt: r.rtt, miss: r.err != nil, timeout: timeout})
+	case <-t.C:
+		d.deliver(probeResult{peer: name, boot: boot, rtt: timeout, miss: true, timeout: timeout})
+		if r := <-done; r.err == nil {
+			d.deliver(probeResult{peer: name, boot: boot, rtt: r.rtt, late: true, timeout: timeout})
+		}
+	}
+}
+
+// deliver hands a probe result to the loop unless the agent is stopping.
+func (d *detector) deliver(r probeResult) {
+	select {
+	case d.probeCh <- r:
+	case <-d.a.stopping:
+	}
+}
+
+// onProbe feeds one probe result through scoring and suspicion.
+func (d *detector) onProbe(r probeResult) {
+	p, ok := d.probes[r.peer]
+	if !ok || p.boot != r.boot {
+		return
+	}
+	now := time.Now()
+	if !r.late {
+		p.inflight--
+	}
+	sm := scoring.Sample{RTT: r.rtt, Miss: r.miss}
+	if !p.lastReply.IsZero() {
+		// The gap is measured on the calm cadence: bursts to a doubted peer
+		// shorten it by our own doing, and a short gap is no evidence (it
+		// would keep the peer doubted, and bursting, for ever).
+		sm.Gap = max(now.Sub(p.lastReply), d.susCfg.ProbeInterval)
+	}
+	if ld, ok := d.a.mesh.PeerLoad(r.peer); ok {
+		sm.Load = scoring.Load{CPU: ld.CPU / 100, Mem: ld.Mem / 100, Load1: ld.Load}
+		sm.HaveLoad = true
+	}
+	if !r.miss {
+		p.lastReply = now
+	}
+	sc := d.scorer(r.peer)
+	res, err := sc.Observe(sm)
+	if err != nil {
+		// The scorer takes no part in this one; suspicion still counts it.
+		d.a.log.Debug().Err(err).Str("peer", r.peer).Msg("sample rejected by the scorer")
+		res = scoring.Result{Timeout: r.timeout}
+	}
+	if sc.NeedsRefit() {
+		if err := sc.Refit(); err != nil {
+			d.a.log.Debug().Err(err).Str("peer", r.peer).Msg("refit failed; keeping the old model")
+		}
+	}
+	p.last = res
+	p.samples = append(p.samples, sample{At: now, RTT: r.rtt, Miss: r.miss, Late: r.late, Timeout: r.timeout})
+	if len(p.samples) > samplesKept {
+		p.samples = p.samples[len(p.samples)-samplesKept:]
+	}
+	// Suspicion judges the link: RTT and gap. A peer's own load is context
+	// for `vigil scores`, not evidence that it is failing: a busy node that
+	// answers is alive.
+	thr := res.Threshold
+	if res.Metric == scoring.MetricCPU || res.Metric == scoring.MetricMem || res.Metric == scoring.MetricLoad {
+		linkOnly := sm
+		linkOnly.HaveLoad = false
+		if lr, err := sc.Score(linkOnly); err == nil {
+			thr = lr.Threshold
+		}
+	}
+	t := d.sus.Peer(r.peer)
+	tr := t.Observe(d.now(), suspicion.Observation{
+		Miss: r.miss, RTT: r.rtt, Timeout: r.timeout, PFail: res.PFail, Threshold: thr,
+	})
+	if tr.Changed() {
+		d.a.log.Info().Str("peer", r.peer).Str("from", tr.From.String()).Str("to", tr.To.String()).
+			Str("reason", string(tr.Reason)).Float64("pfail", res.PFail).Msg("peer suspicion changed")
+	}
+	if t.ShouldPropose(d.now()) {
+		d.proposeFailure(r.peer, t)
+	}
+}
+
+// proposeFailure proposes the removal of an accused peer. The first live
+// observer of the peer proposes at once; the others give it a head start.
+func (d *detector) proposeFailure(name string, t *suspicion.Tracker) {
+	v := d.cn.View()
+	m, ok := v.Lookup(name)
+	if !ok {
+		return
+	}
+	rank := 0
+	for _, o := range recovery.Predecessors(viewNames(v), name, monitorK) {
+		if o == d.self() {
+			break
+		}
+		if !d.down(o) {
+			rank++
+		}
+	}
+	if rank > 0 && t.Explain(d.now()).InStateFor < time.Duration(rank)*rankHeadStart {
+		return
+	}
+	exec := recovery.Executor(viewNames(v), name, d.down)
+	if d.propose(consensus.Change{Kind: consensus.Remove, Reason: consensus.Failed, Member: m, Executor: exec}) {
+		// Back off only from a proposal that started; one refused because
+		// another is in flight is tried again at the next probe.
+		t.MarkProposed(d.now())
+	}
+}
+
+// propose starts a proposal; it reports whether one started.
+func (d *detector) propose(c consensus.Change) bool {
+	err := d.cn.Propose(c)
+	switch {
+	case err == nil:
+		d.a.log.Info().Str("change", c.String()).Uint64("epoch", d.cn.Epoch()).Msg("proposing a view change")
+	case errors.Is(err, consensus.ErrInFlight), errors.Is(err, consensus.ErrNotMember):
+		return false
+	default:
+		d.a.log.Debug().Err(err).Str("change", c.String()).Msg("proposal not started")
+		return false
+	}
+	d.handleReady(nil)
+	return true
+}
+
+// --- verdicts ---
+
+// verdict is the consensus Judge: this node's own view of a proposed
+// change. The loop makes removal evidence fresh before stepping a prepare.
+func (d *detector) verdict(c consensus.Change) bool {
+	switch {
+	case c.Kind == consensus.Add:
+		if d.removed(c.Member.Name, c.Member.Boot) {
+			return false
+		}
+		m, ok := d.serfMember(c.Member.Name)
+		return ok && m.Status == "alive" && m.Tags[membership.BootTag] == c.Member.Boot
+	case c.Reason == consensus.Left:
+		m, ok := d.serfMember(c.Member.Name)
+		if !ok || m.Tags[membership.BootTag] != c.Member.Boot || m.Status == "left" || m.Status == "leaving" {
+			return true
+		}
+		u, _ := d.unreachable(c.Member)
+		return u
+	default:
+		u, _ := d.unreachable(c.Member)
+		return u
+	}
+}
+
+// unreachable is this node's evidence that a member is down, and whether
+// that evidence is fresh enough to answer a prepare.
+func (d *detector) unreachable(m consensus.Member) (unreachable, fresh bool) {
+	if m.Name == d.self() {
+		return false, true // this node answers for itself: alive
+	}
+	if cv, ok := d.verdicts[m.Name]; ok && cv.boot == m.Boot && time.Since(cv.at) < verdictTTL {
+		return cv.unreachable, true
+	}
+	if t, ok := d.sus.Lookup(m.Name); ok {
+		if u, f := t.Verdict(d.now()); f {
+			return u, true
+		}
+	}
+	return false, false
+}
+
+// startBurst pings a member VerdictBurst times, close together, so that a
+// verdict never rests on one lost packet. It reports false when it cannot
+// ping the member; its verdict is then "reachable" (no evidence).
+func (d *detector) startBurst(m consensus.Member) bool {
+	if d.bursting[m.Name] {
+		return true
+	}
+	host, portStr, err := net.SplitHostPort(m.Addr)
+	port, _ := strconv.Atoi(portStr)
+	ip := net.ParseIP(host)
+	if err != nil || ip == nil {
+		d.verdicts[m.Name] = cachedVerdict{boot: m.Boot, at: time.Now()}
+		return false
+	}
+	d.bursting[m.Name] = true
+	n, gap := d.susCfg.VerdictBurst, d.susCfg.ProbeInterval/time.Duration(max(d.susCfg.Burst, 1))
+	d.a.spawn(func() {
+		results := make(chan bool, n)
+		for i := 0; i < n; i++ {
+			go func() {
+				_, err := d.a.mesh.Ping(m.Name, ip, uint16(port))
+				results <- err == nil
+			}()
+			time.Sleep(gap)
+		}
+		// Every ping ends within memberlist's probe timeout.
+		var r burstResult
+		r.peer, r.boot = m.Name, m.Boot
+		for i := 0; i < n; i++ {
+			if <-results {
+				r.ok++
+			} else {
+				r.miss++
+			}
+		}
+		select {
+		case d.burstCh <- r:
+		case <-d.a.stopping:
+		}
+	})
+	return true
+}
+
+func (d *detector) onBurst(r burstResult) {
+	delete(d.bursting, r.peer)
+	u := d.sus.Peer(r.peer).VerdictAfterPing(d.now(), r.ok, r.miss)
+	d.verdicts[r.peer] = cachedVerdict{boot: r.boot, unreachable: u, at: time.Now()}
+	d.a.log.Debug().Str("peer", r.peer).Int("ok", r.ok).Int("miss", r.miss).Bool("unreachable", u).Msg("verdict burst")
+	held := d.held
+	d.held = nil
+	for i := range held {
+		d.onInbound(held[i])
+	}
+}
+
+// --- messages ---
+
+// onInbound steps one consensus message from the mesh. A prepare to
+// remove a failed member waits for fresh evidence first.
+func (d *detector) onInbound(in membership.Inbound) {
+	m, err := consensus.Decode(in.Payload)
+	if err != nil {
+		d.a.log.Warn().Err(err).Str("from", in.From).Msg("dropping a malformed consensus message")
+		return
+	}
+	if m.From != in.From {
+		d.a.log.Warn().Str("from", in.From).Str("claims", m.From).Msg("dropping a consensus message with a forged sender")
+		return
+	}
+	if m.Type == consensus.MsgPrepare && m.Change.Kind == consensus.Remove {
+		// Stale evidence, or a suspicion not yet concluded (the proposer
+		// crossed its bar a moment before this node): ping the subject in a
+		// burst and answer on that, rather than "reachable" on a hunch.
+		u, fresh := d.unreachable(m.Change.Member)
+		_, burst := d.verdicts[m.Change.Member.Name]
+		inconclusive := !u && d.down(m.Change.Member.Name) && !burst
+		if (!fresh || inconclusive) && d.startBurst(m.Change.Member) {
+			d.held = append(d.held, in)
+			return
+		}
+	}
+	d.a.log.Debug().Str("msg", m.String()).Msg("consensus recv")
+	if err := d.cn.Step(m); err != nil {
+		d.a.log.Debug().Err(err).Str("msg", m.String()).Msg("consensus message not taken")
+	}
+	d.handleReady(&in)
+	if in.CanReply() {
+		_ = in.Reply(nil) // an empty answer: received, nothing to say
+	}
+}
+
+// send delivers a consensus message: as the answer to the query it
+// replies to when there is one, else as a query of its own.
+func (d *detector) send(m consensus.Message, reply *membership.Inbound) {
+	b, err := consensus.Encode(m)
+	if err != nil {
+		d.a.log.Error().Err(err).Str("msg", m.String()).Msg("cannot encode a consensus message")
+		return
+	}
+	d.a.log.Debug().Str("msg", m.String()).Bool("as_reply", reply != nil && reply.From == m.To && reply.CanReply()).Msg("consensus send")
+	if reply != nil && reply.From == m.To && reply.CanReply() {
+		if err := reply.Reply(b); err == nil {
+			return
+		}
+	}
+	d.a.spawn(func() {
+		// Two gossip rounds: time for the query to go out and the answer
+		// to come back, before it is sent again.
+		retry := max(2*d.a.mesh.GossipInterval(), 150*time.Millisecond)
+		if err := d.msg.Exchange(m.To, b, retry, queryTimeout, d.a.stopping); err != nil {
+			d.a.log.Debug().Err(err).Str("msg", m.String()).Msg("consensus message not answered")
+		}
+	})
+}
+
+// handleReady does what consensus asks, in its order: persist, then send,
+// then act on decisions.
+func (d *detector) handleReady(reply *membership.Inbound) {
+	rd := d.cn.Ready()
+	if rd.IsEmpty() {
+		return
+	}
+	err := d.a.store.Batch(func(tx *store.Tx) error {
+		if rd.Persist != nil {
+			b, err := consensus.EncodeAcceptorState(*rd.Persist)
+			if err != nil {
+				return err
+			}
+			if err := tx.SaveAcceptor(b); err != nil {
+				return err
+			}
+		}
+		for _, dec := range rd.Decided {
+			b, err := consensus.EncodeDecision(dec)
+			if err != nil {
+				return err
+			}
+			if err := tx.AppendDecision(dec.Epoch, b); err != nil {
+				return err
+			}
+		}
+		if rd.Snapshot != nil || len(rd.Decided) > 0 {
+			v := d.cn.View()
+			b, err := json.Marshal(v)
+			if err != nil {
+				return err
+			}
+			return tx.SaveView(v.Epoch, b)
+		}
+		return nil
+	})
+	if err != nil {
+		// Nothing that depends on unsaved state may leave this node.
+		d.a.log.Error().Err(err).Msg("cannot persist consensus state; not sending")
+		return
+	}
+	for _, m := range rd.Messages {
+		d.send(m, reply)
+	}
+	if rd.Snapshot != nil {
+		d.a.log.Info().Uint64("epoch", rd.Snapshot.Epoch).Int("members", len(rd.Snapshot.Members)).Msg("installed the agreed view from a peer")
+		for _, m := range rd.Snapshot.Members {
+			if st, ok := d.status[m.Name]; !ok || st.boot != m.Boot || st.status != "alive" {
+				d.status[m.Name] = agreed{status: "alive", epoch: rd.Snapshot.Epoch, boot: m.Boot, addr: m.Addr}
+			}
+		}
+	}
+	for _, dec := range rd.Decided {
+		d.apply(dec)
+	}
+	for _, c := range rd.Abandoned {
+		d.a.log.Info().Str("change", c.String()).Msg("proposal given up: no quorum agreed, or another change won the epoch")
+	}
+	if rd.Snapshot != nil || len(rd.Decided) > 0 {
+		d.refreshMonitors()
+		// A new epoch: accusations may be proposed again at once.
+		for _, name := range d.sus.Names() {
+			d.sus.Peer(name).ResetProposals()
+		}
+	}
+}
+
+// apply acts on one decision, once: handlers, the announcement, and a
+// rejoin if this node was removed.
+func (d *detector) apply(dec consensus.Decision) {
+	c := dec.Change
+	prev, hadPrev := d.status[c.Member.Name]
+	view := d.cn.View()
+	d.noteStatus(dec)
+	d.pendingDone(c.Member)
+	d.a.log.Info().Uint64("epoch", dec.Epoch+1).Str("change", c.String()).Str("id", dec.ID()).Msg("view change decided")
+	if c.Evidence.Proposer == d.self() {
+		if b, err := consensus.EncodeDecision(dec); err == nil {
+			if err := d.a.mesh.UserEvent(DecisionEvent, b, false); err != nil {
+				d.a.log.Warn().Err(err).Msg("cannot announce the decision")
+			}
+		}
+	}
+	var typ membership.EventType
+	switch {
+	case c.Kind == consensus.Remove && c.Reason == consensus.Failed:
+		typ = membership.MemberFailed
+	case c.Kind == consensus.Remove:
+		typ = membership.MemberLeave
+	case hadPrev && prev.status == "failed":
+		// Back after a decided failure. A restart that nobody declared
+		// failed is a join of the new incarnation.
+		typ = membership.MemberRecovered
+	default:
+		typ = membership.MemberJoin
+	}
+	ev := membership.Event{Type: typ, Time: time.Now(), Members: []membership.Member{d.eventMember(c.Member)}}
+	d.deferred = append(d.deferred, deferredEvent{ev: ev, removesMe: c.Kind == consensus.Remove && c.Member.Name == d.self()})
+	d.flushDeferred()
+	if c.Kind == consensus.Remove {
+		if c.Reason == consensus.Failed {
+			before := view.Clone()
+			before.Epoch = dec.Epoch
+			before.Members = append(before.Members, c.Member)
+			sort.Slice(before.Members, func(i, j int) bool { return before.Members[i].Name < before.Members[j].Name })
+			d.a.onFailureDecided(dec, before)
+		}
+		d.a.onMemberRemoved(c.Member.Name, view)
+		d.sus.Remove(c.Member.Name)
+		delete(d.scorers, c.Member.Name)
+		delete(d.verdicts, c.Member.Name)
+		if c.Member.Name == d.self() && c.Member.Boot == d.a.boot && c.Reason == consensus.Failed {
+			d.a.rejoin(dec)
+		}
+	}
+}
+
+// flushDeferred runs the handlers of applied decisions once this node has
+// caught up with the cluster. A node that was cut off and learns on its
+// return that it was removed runs no handler for what was decided while it
+// was away (it confirmed nothing then; it rejoins now), and a node never
+// runs member-failed or member-leave for itself.
+func (d *detector) flushDeferred() {
+	if len(d.deferred) == 0 || d.cn.Status().Head > d.cn.Epoch() {
+		return
+	}
+	evs := d.deferred
+	d.deferred = nil
+	for _, de := range evs {
+		if de.removesMe {
+			d.a.log.Warn().Int("decisions", len(evs)).Msg("learned on return that this node was removed: not running handlers for what was decided meanwhile")
+			return
+		}
+	}
+	for _, de := range evs {
+		d.a.queueHandlers(de.ev)
+	}
+}
+
+// eventMember describes a view member for handlers, with serf's tags.
+func (d *detector) eventMember(m consensus.Member) membership.Member {
+	out := membership.Member{Name: m.Name, Tags: map[string]string{membership.BootTag: m.Boot}}
+	if sm, ok := d.serfMember(m.Name); ok {
+		out = sm
+	}
+	if host, port, err := net.SplitHostPort(m.Addr); err == nil {
+		out.Addr = net.ParseIP(host)
+		p, _ := strconv.Atoi(port)
+		out.Port = uint16(p)
+	}
+	return out
+}
+
+// --- the periodic work ---
+
+// tick advances consensus and proposes the adds and leaves serf shows.
+func (d *detector) tick() {
+	d.cn.Tick()
+	d.handleReady(nil)
+	d.flushDeferred()
+	now := time.Now()
+	members := d.a.mesh.Members() // one copy of serf's list per tick
+	if d.cn.Epoch() == 0 && now.Sub(d.lastCatchup) > time.Second {
+		// A new agent learns the view from any peer it can see.
+		d.lastCatchup = now
+		var peers []string
+		for _, m := range members {
+			if m.Name != d.self() && m.Status == "alive" {
+				peers = append(peers, m.Name)
+			}
+		}
+		if len(peers) > 0 {
+			d.cn.CatchUp(peers[rand.Intn(len(peers))])
+			d.handleReady(nil)
+		}
+	}
+	if now.Sub(d.lastLoad) > 5*time.Second {
+		d.lastLoad = now
+		if ld, err := d.cpu.ReadLoad(); err == nil {
+			d.a.mesh.SetLoad(ld)
+		}
+	}
+	d.proposeMembership(now, members)
+	d.checkQuorumContact(now, members)
+}
+
+// checkQuorumContact fences this node when, for --fence-after, fewer
+// members of its view than a quorum are alive to its gossip (itself
+// included): the other side may be deciding without it.
+func (d *detector) checkQuorumContact(now time.Time, members []membership.Member) {
+	v := d.cn.View()
+	if !v.Contains(d.self()) {
+		return
+	}
+	alive := 1
+	for _, m := range members {
+		if vm, ok := v.Lookup(m.Name); ok && m.Name != d.self() && m.Status == "alive" && m.Tags[membership.BootTag] == vm.Boot {
+			alive++
+		}
+	}
+	if alive >= consensus.QuorumSize(len(consensus.Acceptors(v, 0)), d.quorum) {
+		d.noQuorumSince, d.fencedNoQuorum = time.Time{}, false
+		return
+	}
+	if d.noQuorumSince.IsZero() {
+		d.noQuorumSince = now
+	}
+	if !d.fencedNoQuorum && now.Sub(d.noQuorumSince) >= d.a.cfg.FenceAfter {
+		d.fencedNoQuorum = true
+		d.a.log.Warn().Dur("for", now.Sub(d.noQuorumSince)).Int("alive", alive).Msg("no contact with a quorum of the view")
+		d.a.fence("no-quorum", v.Epoch)
+	}
+}
+
+// proposeMembership proposes adding members serf sees alive that the view
+// lacks (new nodes, and restarts under a new boot id), and removing members
+// that left. The member nearest the subject on the ring proposes first.
+func (d *detector) proposeMembership(now time.Time, members []membership.Member) {
+	v := d.cn.View()
+	if !v.Contains(d.self()) {
+		return
+	}
+	names := viewNames(v)
+	for _, m := range members {
+		boot := m.Tags[membership.BootTag]
+		vm, inView := v.Lookup(m.Name)
+		var c consensus.Change
+		switch {
+		case m.Status == "alive" && boot != "" && (!inView || vm.Boot != boot) && !d.removed(m.Name, boot):
+			c = consensus.Change{Kind: consensus.Add, Reason: consensus.Joined,
+				Member: consensus.Member{Name: m.Name, Boot: boot, Addr: hostPort(m)}}
+		case (m.Status == "left" || m.Status == "leaving") && inView && vm.Boot == boot:
+			c = consensus.Change{Kind: consensus.Remove, Reason: consensus.Left, Member: vm}
+		default:
+			continue
+		}
+		key := c.Member.String()
+		first, seen := d.pending[key]
+		if !seen {
+			d.pending[key] = now
+			first = now
+		}
+		proposer := recovery.Executor(names, m.Name, d.down)
+		if proposer == "" && m.Name == d.self() {
+			proposer = d.self() // the last member re-adds itself after a restart
+		}
+		if proposer != d.self() && now.Sub(first) < addGrace {
+			continue
+		}
+		if d.propose(c) {
+			return // one proposal at a time
+		}
+	}
+}
+
+func (d *detector) pendingDone(m consensus.Member) { delete(d.pending, m.String()) }
+
+// removed reports whether the view log removed this incarnation. A removed
+// incarnation never comes back: the node rejoins under a new boot id.
+func (d *detector) removed(name, boot string) bool {
+	st, ok := d.status[name]
+	return ok && st.boot == boot && st.status != "alive"
+}
+
+// onSerfEvent passes serf's own verdicts to suspicion as evidence.
+func (d *detector) onSerfEvent(ev membership.Event) {
+	for _, m := range ev.Members {
+		t, ok := d.sus.Lookup(m.Name)
+		if !ok {
+			continue
+		}
+		switch ev.Type {
+		case membership.MemberFailed:
+			t.SerfStatus(d.now(), true)
+		case membership.MemberJoin, membership.MemberUpdate:
+			t.SerfStatus(d.now(), false)
+		}
+	}
+}
+
+// onDecisionEvent learns a decision announced by its proposer.
+func (d *detector) onDecisionEvent(payload []byte) {
+	dec, err := consensus.DecodeDecision(payload)
+	if err != nil {
+		d.a.log.Warn().Err(err).Msg("ignoring a malformed decision announcement")
+		return
+	}
+	if err := d.cn.Learn(dec); err != nil {
+		d.a.log.Debug().Err(err).Uint64("epoch", dec.Epoch).Msg("announced decision not taken")
+	}
+	d.handleReady(nil)
+}
+
+// saveModels keeps the scorers' models for the next start.
+func (d *detector) saveModels() {
+	for name, sc := range d.scorers {
+		if b, err := sc.MarshalBinary(); err == nil {
+			_ = d.a.store.PutModel(name, b)
+		}
+	}
+}
+
+// --- what the API shows ---
+
+// members merges serf's list with the agreed view.
+func (d *detector) members() []MemberInfo {
+	v := d.cn.View()
+	seen := map[string]bool{}
+	var out []MemberInfo
+	for _, m := range d.a.mesh.Members() {
+		seen[m.Name] = true
+		boot := m.Tags[membership.BootTag]
+		info := MemberInfo{Name: m.Name, Addr: hostPort(m), Gossip: m.Status, Boot: boot, Tags: map[string]string{}}
+		for k, val := range m.Tags {
+			if k != membership.BootTag {
+				info.Tags[k] = val
+			}
+		}
+		st, known := d.status[m.Name]
+		vm, inView := v.Lookup(m.Name)
+		switch {
+		case inView && vm.Boot == boot:
+			info.Status, info.Epoch = "alive", st.epoch
+			if d.down(m.Name) {
+				info.Status = "suspect"
+			}
+		case known && st.boot == boot && st.status != "alive":
+			info.Status, info.Epoch = st.status, st.epoch
+		case m.Status == "left" || m.Status == "leaving":
+			info.Status = "left"
+		default:
+			info.Status = "joining"
+		}
+		out = append(out, info)
+	}
+	// Members of the view, and members the log removed, that serf does not
+	// know (it never heard of them, or forgot them).
+	for _, m := range v.Members {
+		if !seen[m.Name] {
+			seen[m.Name] = true
+			out = append(out, MemberInfo{Name: m.Name, Addr: m.Addr, Status: "alive", Gossip: "unknown",
+				Epoch: d.status[m.Name].epoch, Boot: m.Boot, Tags: map[string]string{}})
+		}
+	}
+	for name, st := range d.status {
+		if !seen[name] && st.status != "alive" {
+			out = append(out, MemberInfo{Name: name, Addr: st.addr, Status: st.status, Gossip: "unknown",
+				Epoch: st.epoch, Boot: st.boot, Tags: map[string]string{}})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}

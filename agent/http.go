@@ -1,0 +1,234 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/vigil-project/vigil/membership"
+)
+
+// MemberInfo is one row of `vigil members`, the JSON of GET /v1/members.
+type MemberInfo struct {
+	Name string `json:"name"`
+	Addr string `json:"addr"`
+	// Status is the agreed status: alive, suspect, failed, left, joining.
+	Status string `json:"status"`
+	// Gossip is serf's own status: alive, leaving, left, failed.
+	Gossip string            `json:"gossip"`
+	Epoch  uint64            `json:"epoch"`
+	Boot   string            `json:"boot"`
+	Tags   map[string]string `json:"tags"`
+}
+
+// Info is the JSON of GET /v1/info.
+type Info struct {
+	Node      string            `json:"node"`
+	Boot      string            `json:"boot"`
+	Addr      string            `json:"addr"`
+	HTTPAddr  string            `json:"http_addr"`
+	Version   string            `json:"version"`
+	Profile   string            `json:"profile"`
+	Quorum    string            `json:"quorum"`
+	Encrypted bool              `json:"encrypted"`
+	DataDir   string            `json:"data_dir"`
+	Started   time.Time         `json:"started"`
+	Epoch     uint64            `json:"epoch"`
+	Members   map[string]int    `json:"members"`
+	Tags      map[string]string `json:"tags"`
+	Serf      map[string]string `json:"serf"`
+}
+
+// JoinRequest is the body of POST /v1/join.
+type JoinRequest struct {
+	Addrs []string `json:"addrs"`
+}
+
+// JoinResponse answers POST /v1/join.
+type JoinResponse struct {
+	Joined int `json:"joined"`
+}
+
+// EventRequest is the body of POST /v1/event.
+type EventRequest struct {
+	Name     string `json:"name"`
+	Payload  string `json:"payload"`
+	Coalesce bool   `json:"coalesce"`
+}
+
+// ForceLeaveRequest is the body of POST /v1/force-leave.
+type ForceLeaveRequest struct {
+	Node string `json:"node"`
+}
+
+// ErrorResponse is the body of every non-2xx answer.
+type ErrorResponse struct {
+	Error string `json:"error"`
+}
+
+// maxBody bounds request bodies; every request of the API is small.
+const maxBody = 64 << 10
+
+func (a *Agent) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/members", a.apiMembers)
+	mux.HandleFunc("GET /v1/info", a.apiInfo)
+	mux.HandleFunc("POST /v1/join", a.apiJoin)
+	mux.HandleFunc("POST /v1/leave", a.apiLeave)
+	mux.HandleFunc("POST /v1/force-leave", a.apiForceLeave)
+	mux.HandleFunc("POST /v1/event", a.apiEvent)
+	mux.HandleFunc("GET /v1/views", a.apiViews)
+	mux.HandleFunc("GET /v1/why/{node}", a.apiWhy)
+	mux.HandleFunc("GET /v1/scores", a.apiScores)
+	mux.HandleFunc("GET /v1/recoveries", a.apiRecoveries)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, err error) {
+	writeJSON(w, code, ErrorResponse{Error: err.Error()})
+}
+
+func readJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("bad request body: %v", err)
+	}
+	return nil
+}
+
+// members is the member list as the loop sees it.
+func (a *Agent) members(ctx context.Context) ([]MemberInfo, uint64, error) {
+	var ms []MemberInfo
+	var epoch uint64
+	err := a.inLoop(ctx, func() { ms, epoch = a.det.members(), a.det.cn.Epoch() })
+	return ms, epoch, err
+}
+
+func (a *Agent) apiMembers(w http.ResponseWriter, r *http.Request) {
+	ms, _, err := a.members(r.Context())
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	if st := r.URL.Query().Get("status"); st != "" {
+		want := map[string]bool{}
+		for _, s := range strings.Split(st, ",") {
+			want[strings.TrimSpace(s)] = true
+		}
+		kept := ms[:0]
+		for _, m := range ms {
+			if want[m.Status] {
+				kept = append(kept, m)
+			}
+		}
+		ms = kept
+	}
+	writeJSON(w, http.StatusOK, ms)
+}
+
+func (a *Agent) apiInfo(w http.ResponseWriter, r *http.Request) {
+	local := a.mesh.Local()
+	ms, epoch, err := a.members(r.Context())
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	counts := map[string]int{}
+	for _, m := range ms {
+		counts[m.Status]++
+	}
+	tags := map[string]string{}
+	for k, v := range local.Tags {
+		tags[k] = v
+	}
+	writeJSON(w, http.StatusOK, Info{
+		Node: a.cfg.NodeName, Boot: local.Tags[membership.BootTag], Addr: hostPort(local), HTTPAddr: a.cfg.HTTPAddr,
+		Version: Version, Profile: a.cfg.Profile, Quorum: a.cfg.Quorum, Encrypted: a.mesh.Encrypted(),
+		DataDir: a.cfg.DataDir, Started: a.started, Epoch: epoch, Members: counts, Tags: tags, Serf: a.mesh.Stats(),
+	})
+}
+
+func (a *Agent) apiJoin(w http.ResponseWriter, r *http.Request) {
+	var req JoinRequest
+	if err := readJSON(r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	if len(req.Addrs) == 0 {
+		writeError(w, http.StatusBadRequest, errors.New("no address to join"))
+		return
+	}
+	for _, addr := range req.Addrs {
+		if _, _, err := membership.ParseAddr(addr, membership.DefaultPort); err != nil {
+			writeError(w, http.StatusBadRequest, err)
+			return
+		}
+	}
+	n, err := a.mesh.Join(req.Addrs)
+	if err != nil {
+		writeError(w, http.StatusBadGateway, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, JoinResponse{Joined: n})
+}
+
+func (a *Agent) apiLeave(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	if err := a.leave(ctx); err != nil {
+		writeError(w, http.StatusInternalServerError, fmt.Errorf("leave: %v", err))
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func (a *Agent) apiForceLeave(w http.ResponseWriter, r *http.Request) {
+	var req ForceLeaveRequest
+	if err := readJSON(r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	if req.Node == "" {
+		writeError(w, http.StatusBadRequest, errors.New("no node named"))
+		return
+	}
+	if err := a.mesh.ForceLeave(req.Node); err != nil {
+		writeError(w, http.StatusNotFound, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func (a *Agent) apiEvent(w http.ResponseWriter, r *http.Request) {
+	var req EventRequest
+	if err := readJSON(r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	if req.Name == "" {
+		writeError(w, http.StatusBadRequest, errors.New("the event needs a name"))
+		return
+	}
+	if err := a.mesh.UserEvent(req.Name, []byte(req.Payload), req.Coalesce); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("event: %v", err))
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}

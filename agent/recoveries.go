@@ -1,0 +1,382 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/vigil-project/vigil/consensus"
+	"github.com/vigil-project/vigil/membership"
+	"github.com/vigil-project/vigil/recovery"
+)
+
+// maxRecoveryBackoff caps the wait between two attempts on one executor.
+const maxRecoveryBackoff = 30 * time.Second
+
+// recoveryReport is what a runner tells the loop: an attempt started, an
+// attempt ended (final: no attempt follows on this executor), or the
+// runner exited.
+type recoveryReport struct {
+	id      string
+	n       int
+	started bool
+	exited  bool
+	res     recovery.Result
+	final   bool
+}
+
+// recoveries is the recovery state the loop owns: the runners of the jobs
+// this node executes.
+type recoveries struct {
+	running map[string]context.CancelFunc // job id → its runner's cancel
+	reports chan recoveryReport
+	// checking holds the inherited jobs whose state is being asked of the
+	// cluster before this node runs them; checked brings the answers.
+	checking map[string]bool
+	checked  chan journalCheck
+}
+
+// journalCheck is what the cluster said of one job.
+type journalCheck struct {
+	id      string
+	answers []recovery.Job
+}
+
+func newRecoveries() *recoveries {
+	return &recoveries{
+		running: map[string]context.CancelFunc{}, reports: make(chan recoveryReport, 16),
+		checking: map[string]bool{}, checked: make(chan journalCheck, 4),
+	}
+}
+
+// journalAskTimeout bounds the question to the cluster before a takeover.
+const journalAskTimeout = 2 * time.Second
+
+func (a *Agent) loadJob(id string) (recovery.Job, bool) {
+	b, err := a.store.Job(id)
+	if err != nil || b == nil {
+		return recovery.Job{}, false
+	}
+	j, err := recovery.DecodeJob(b)
+	if err != nil {
+		a.log.Error().Err(err).Str("id", id).Msg("unreadable journal entry")
+		return recovery.Job{}, false
+	}
+	return j, true
+}
+
+func (a *Agent) saveJob(j recovery.Job) {
+	b, err := j.Encode()
+	if err == nil {
+		err = a.store.PutJob(j.ID, b)
+	}
+	if err != nil {
+		a.log.Error().Err(err).Str("id", j.ID).Msg("cannot write the recovery journal")
+	}
+}
+
+// jobs reads the whole journal, oldest decision first.
+func (a *Agent) jobs() ([]recovery.Job, error) {
+	recs, err := a.store.Jobs()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]recovery.Job, 0, len(recs))
+	for _, r := range recs {
+		j, err := recovery.DecodeJob(r.Bytes)
+		if err != nil {
+			a.log.Error().Err(err).Str("id", r.ID).Msg("unreadable journal entry")
+			continue
+		}
+		out = append(out, j)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Epoch < out[j].Epoch })
+	return out, nil
+}
+
+// onFailureDecided journals a decided failure on every node, and starts
+// the handler on the executor the decision names. prev is the view the
+// decision was taken in.
+func (a *Agent) onFailureDecided(dec consensus.Decision, prev consensus.View) {
+	c := dec.Change
+	id := dec.ID()
+	if _, ok := a.loadJob(id); ok {
+		return // journaled already: from an earlier run of this agent
+	}
+	job := recovery.Job{
+		ID: id, Epoch: dec.Epoch + 1, Node: c.Member.Name, Boot: c.Member.Boot, Addr: c.Member.Addr,
+		Executor: c.Executor, Proposer: c.Evidence.Proposer, State: recovery.Pending, Updated: time.Now(),
+	}
+	if sm, ok := a.det.serfMember(c.Member.Name); ok {
+		job.Tags = map[string]string{}
+		for k, v := range sm.Tags {
+			if k != membership.BootTag {
+				job.Tags[k] = v
+			}
+		}
+	}
+	for i, m := range consensus.Acceptors(prev, 0) {
+		if c.Evidence.Voted(i) {
+			job.Votes = append(job.Votes, m.Name)
+		}
+	}
+	a.saveJob(job)
+	a.log.Info().Str("id", id).Str("node", job.Node).Str("executor", job.Executor).Uint64("epoch", job.Epoch).Msg("recovery journaled")
+	a.maybeRun(job, false)
+}
+
+// onMemberRemoved hands the unfinished jobs of a removed executor to the
+// executor of the new view, with the same decision id: every node computes
+// the same one from the view alone.
+func (a *Agent) onMemberRemoved(name string, view consensus.View) {
+	jobs, err := a.jobs()
+	if err != nil {
+		return
+	}
+	for _, j := range jobs {
+		if j.State.Final() || j.Executor != name {
+			continue
+		}
+		next := recovery.Executor(viewNames(view), j.Node, nil)
+		if next == "" {
+			continue
+		}
+		j.HandOver(name, next, time.Now())
+		a.log.Warn().Str("id", j.ID).Str("node", j.Node).Str("from", name).Str("to", next).
+			Int("next_attempt", j.NextAttempt()).Msg("recovery taken over: its executor left the view")
+		a.saveJob(j)
+		a.maybeRun(j, true)
+	}
+}
+
+// resumeRecoveries starts, after a restart, the unfinished jobs this node
+// executes.
+func (a *Agent) resumeRecoveries() {
+	jobs, err := a.jobs()
+	if err != nil {
+		return
+	}
+	for _, j := range jobs {
+		a.maybeRun(j, true)
+	}
+}
+
+// maybeRun starts the runner of a job this node executes, if it has none.
+// A job this node inherited (a takeover, or its own job after a restart)
+// may be over already without this node having heard: the announcements
+// travel by gossip and can be lost. So it first asks the cluster, and runs
+// only if nobody knows the job to be over.
+func (a *Agent) maybeRun(j recovery.Job, inherited bool) {
+	if j.State.Final() || j.Executor != a.cfg.NodeName || a.cfg.RecoveryHandler == "" {
+		return
+	}
+	if _, ok := a.rec.running[j.ID]; ok || a.rec.checking[j.ID] {
+		return
+	}
+	if !a.det.cn.View().Contains(a.cfg.NodeName) {
+		return // fenced: not a member
+	}
+	if inherited {
+		a.rec.checking[j.ID] = true
+		id := j.ID
+		a.spawn(func() {
+			var c journalCheck
+			c.id = id
+			answers, err := a.mesh.Ask(membership.JournalQuery, []byte(id), journalAskTimeout)
+			if err != nil {
+				a.log.Warn().Err(err).Str("id", id).Msg("cannot ask the cluster about a recovery")
+			}
+			for _, b := range answers {
+				if other, err := recovery.DecodeJob(b); err == nil && other.ID == id {
+					c.answers = append(c.answers, other)
+				}
+			}
+			select {
+			case a.rec.checked <- c:
+			case <-a.stopping:
+			}
+		})
+		return
+	}
+	a.startRunner(j)
+}
+
+// onJournalChecked merges what the cluster knows of an inherited job and
+// runs it if it is still not over.
+func (a *Agent) onJournalChecked(c journalCheck) {
+	delete(a.rec.checking, c.id)
+	j, ok := a.loadJob(c.id)
+	if !ok {
+		return
+	}
+	for _, o := range c.answers {
+		j.Merge(o)
+	}
+	a.saveJob(j)
+	if j.State.Final() {
+		a.log.Info().Str("id", j.ID).Str("state", string(j.State)).Int("answers", len(c.answers)).
+			Msg("inherited recovery is over already: not running it")
+		return
+	}
+	a.log.Info().Str("id", j.ID).Int("answers", len(c.answers)).Int("attempt", j.NextAttempt()).Msg("inherited recovery is not over: running it")
+	if j.Executor == a.cfg.NodeName && a.det.cn.View().Contains(a.cfg.NodeName) {
+		a.startRunner(j)
+	}
+}
+
+// answerJournal answers another agent's question about one job.
+func (a *Agent) answerJournal(in membership.Inbound) {
+	j, ok := a.loadJob(string(in.Payload))
+	if !ok {
+		_ = in.Reply(nil)
+		return
+	}
+	for i := range j.Attempts {
+		j.Attempts[i].Output = "" // the answer must fit a serf response
+	}
+	b, err := j.Encode()
+	if err != nil || len(b) > membership.MaxMessage {
+		_ = in.Reply(nil)
+		return
+	}
+	_ = in.Reply(b)
+}
+
+// startRunner starts the runner of a job.
+func (a *Agent) startRunner(j recovery.Job) {
+	if _, ok := a.rec.running[j.ID]; ok {
+		return
+	}
+	ctx, cancel := context.WithCancel(a.hctx)
+	a.rec.running[j.ID] = cancel
+	first := j.NextAttempt()
+	a.spawn(func() { a.runRecovery(ctx, j, first) })
+}
+
+// runRecovery runs attempts first, first+1, ... of a job until one
+// succeeds or --recovery-retries retries failed, waiting 1 s, 2 s, 4 s ...
+// between them. It reports to the loop and never touches its state.
+func (a *Agent) runRecovery(ctx context.Context, j recovery.Job, first int) {
+	report := func(r recoveryReport) {
+		select {
+		case a.rec.reports <- r:
+		case <-a.stopping:
+		}
+	}
+	defer report(recoveryReport{id: j.ID, exited: true})
+	for n := first; ; n++ {
+		report(recoveryReport{id: j.ID, n: n, started: true})
+		cmd := recovery.RecoveryCommand(a.cfg.RecoveryHandler, j, a.cfg.NodeName, n, a.cfg.HandlerTimeout)
+		res := recovery.Run(ctx, cmd)
+		ok := res.ExitCode == 0 && res.Err == nil
+		final := ok || n-first >= a.cfg.RecoveryRetries
+		if ctx.Err() != nil {
+			final = false // fenced or stopping: the job is not over
+		}
+		report(recoveryReport{id: j.ID, n: n, res: res, final: final})
+		if final || ctx.Err() != nil {
+			return
+		}
+		wait := min(time.Second<<(n-first), maxRecoveryBackoff)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// onRecoveryReport journals and announces what a runner reported.
+func (a *Agent) onRecoveryReport(r recoveryReport) {
+	if r.exited {
+		delete(a.rec.running, r.id)
+		return
+	}
+	j, ok := a.loadJob(r.id)
+	if !ok {
+		return
+	}
+	now := time.Now()
+	ann := recovery.Announcement{ID: j.ID, Node: j.Node, Epoch: j.Epoch, Executor: a.cfg.NodeName, Attempt: r.n}
+	name := recovery.EventStarted
+	if r.started {
+		j.Started(r.n, a.cfg.NodeName, now)
+		a.log.Info().Str("id", j.ID).Str("node", j.Node).Int("attempt", r.n).Msg("recovery handler started")
+	} else {
+		j.Ended(r.n, a.cfg.NodeName, r.res, r.final, now)
+		ann.Exit, ann.TimedOut, ann.Final = r.res.ExitCode, r.res.TimedOut, r.final
+		name = recovery.EventDone
+		if j.State != recovery.Succeeded {
+			name = recovery.EventFailed
+		}
+		e := a.log.Info()
+		if name == recovery.EventFailed {
+			e = a.log.Warn()
+		}
+		e.Str("id", j.ID).Str("node", j.Node).Int("attempt", r.n).Int("exit", r.res.ExitCode).
+			Bool("timed_out", r.res.TimedOut).AnErr("error", r.res.Err).Str("state", string(j.State)).
+			Str("output", string(r.res.Output)).Msg("recovery handler ended")
+	}
+	a.saveJob(j)
+	if b, err := json.Marshal(ann); err == nil {
+		if err := a.mesh.UserEvent(name, b, false); err != nil {
+			a.log.Warn().Err(err).Str("event", name).Msg("cannot announce the recovery")
+		}
+	}
+}
+
+// onRecoveryEvent journals another executor's announcement.
+func (a *Agent) onRecoveryEvent(name string, payload []byte) {
+	ann, err := recovery.DecodeAnnouncement(payload)
+	if err != nil {
+		a.log.Warn().Err(err).Str("event", name).Msg("ignoring a malformed recovery announcement")
+		return
+	}
+	if ann.Executor == a.cfg.NodeName {
+		return // our own, journaled when it happened
+	}
+	j, ok := a.loadJob(ann.ID)
+	if !ok {
+		j = recovery.Job{ID: ann.ID, Node: ann.Node, Epoch: ann.Epoch, Executor: ann.Executor, State: recovery.Pending}
+	}
+	now := time.Now()
+	switch name {
+	case recovery.EventStarted:
+		j.Started(ann.Attempt, ann.Executor, now)
+	default:
+		j.Ended(ann.Attempt, ann.Executor, recovery.Result{ExitCode: ann.Exit, TimedOut: ann.TimedOut}, ann.Final, now)
+	}
+	a.saveJob(j)
+}
+
+// fence stops every recovery this node runs (it is no longer a member, so
+// its epoch is stale) and runs the fence handler.
+func (a *Agent) fence(reason string, epoch uint64) {
+	for id, cancel := range a.rec.running {
+		a.log.Warn().Str("id", id).Msg("fenced: killing the recovery handler")
+		cancel()
+	}
+	if a.cfg.FenceHandler == "" {
+		return
+	}
+	cmd := recovery.FenceCommand(a.cfg.FenceHandler, a.cfg.NodeName, reason, epoch, a.cfg.HandlerTimeout)
+	a.log.Warn().Str("reason", reason).Uint64("epoch", epoch).Msg("running the fence handler")
+	a.spawn(func() {
+		res := recovery.Run(a.hctx, cmd)
+		a.log.Info().Str("reason", reason).Int("exit", res.ExitCode).Bool("timed_out", res.TimedOut).
+			AnErr("error", res.Err).Str("output", string(res.Output)).Msg("fence handler ended")
+	})
+}
+
+func (a *Agent) apiRecoveries(w http.ResponseWriter, r *http.Request) {
+	jobs, err := a.jobs()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, jobs)
+}
