@@ -1,0 +1,425 @@
+// Command vigil is a failure-detection and recovery agent for server
+// clusters: `vigil agent` on every machine, and client commands that talk
+// to the local agent's HTTP API.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/vigil-project/vigil/agent"
+	"github.com/vigil-project/vigil/recovery"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args, os.Stdout, os.Stderr))
+}
+
+// run is the whole program: it returns the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	app := newApp(stdout, stderr)
+	if err := app.RunContext(ctx, args); err != nil {
+		fmt.Fprintf(stderr, "vigil: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func usageError(_ *cli.Context, err error, _ bool) error { return err }
+
+func newApp(stdout, stderr io.Writer) *cli.App {
+	httpAddr := &cli.StringFlag{
+		Name: "http-addr", Value: "127.0.0.1:7947", EnvVars: []string{"VIGIL_HTTP_ADDR"},
+		Usage: "HTTP API address of the agent to talk to",
+	}
+	client := func(c *cli.Context) *agent.Client { return agent.NewClient(c.String("http-addr")) }
+	return &cli.App{
+		Name:                      "vigil",
+		Usage:                     "failure detection by agreement, and recovery exactly once",
+		Version:                   agent.Version,
+		Writer:                    stdout,
+		ErrWriter:                 stderr,
+		HideVersion:               true,
+		DisableSliceFlagSeparator: true,
+		OnUsageError:              usageError,
+		ExitErrHandler:            func(*cli.Context, error) {},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return fmt.Errorf("unknown command %q (see vigil --help)", c.Args().First())
+			}
+			return cli.ShowAppHelp(c)
+		},
+		Commands: []*cli.Command{
+			{
+				Name:         "agent",
+				Usage:        "run the agent",
+				Flags:        agentFlags(),
+				OnUsageError: usageError,
+				Action:       runAgent,
+			},
+			listCommand("members", "list the cluster's members", httpAddr, stdout,
+				func(c *cli.Context) ([]agent.MemberInfo, error) {
+					return client(c).Members(c.Context, c.String("status"))
+				}, printMembers,
+				&cli.StringFlag{Name: "status", Usage: "only members with this agreed status (alive, suspect, failed, left, joining; a comma list)"}),
+			{
+				Name:         "join",
+				Usage:        "tell the agent to join the cluster at ADDR...",
+				ArgsUsage:    "ADDR...",
+				OnUsageError: usageError,
+				Flags:        []cli.Flag{httpAddr},
+				Action: func(c *cli.Context) error {
+					if err := flagsFirst(c); err != nil {
+						return err
+					}
+					if c.NArg() == 0 {
+						return errors.New("join: give at least one address")
+					}
+					n, err := client(c).Join(c.Context, c.Args().Slice())
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(stdout, "joined: %d node(s) answered\n", n)
+					return nil
+				},
+			},
+			{
+				Name:         "leave",
+				Usage:        "tell the agent to leave the cluster gracefully and stop",
+				OnUsageError: usageError,
+				Flags:        []cli.Flag{httpAddr},
+				Action: func(c *cli.Context) error {
+					if err := noArgs(c); err != nil {
+						return err
+					}
+					if err := client(c).Leave(c.Context); err != nil {
+						return err
+					}
+					fmt.Fprintln(stdout, "left the cluster")
+					return nil
+				},
+			},
+			nodeCommand("force-leave", "move a failed NODE to left at once", httpAddr, func(c *cli.Context, node string) error {
+				return client(c).ForceLeave(c.Context, node)
+			}),
+			{
+				Name:         "event",
+				Usage:        "send a user event NAME with an optional PAYLOAD to every agent",
+				ArgsUsage:    "NAME [PAYLOAD]",
+				OnUsageError: usageError,
+				Flags: []cli.Flag{httpAddr,
+					&cli.BoolFlag{Name: "coalesce", Value: true, Usage: "let serf merge events of the same name sent close together"},
+				},
+				Action: func(c *cli.Context) error {
+					if c.NArg() < 1 || c.NArg() > 2 {
+						return errors.New("event: give NAME and at most one PAYLOAD")
+					}
+					if err := client(c).Event(c.Context, c.Args().Get(0), []byte(c.Args().Get(1)), c.Bool("coalesce")); err != nil {
+						return err
+					}
+					fmt.Fprintf(stdout, "event %q sent\n", c.Args().Get(0))
+					return nil
+				},
+			},
+			{
+				Name:         "info",
+				Usage:        "describe the agent",
+				OnUsageError: usageError,
+				Flags: []cli.Flag{httpAddr,
+					&cli.StringFlag{Name: "format", Value: "text", Usage: "text or json"},
+				},
+				Action: func(c *cli.Context) error {
+					if err := noArgs(c); err != nil {
+						return err
+					}
+					info, err := client(c).Info(c.Context)
+					if err != nil {
+						return err
+					}
+					switch c.String("format") {
+					case "json":
+						return printJSON(stdout, info)
+					case "text":
+						return printInfo(stdout, info)
+					}
+					return fmt.Errorf("--format %q: want text or json", c.String("format"))
+				},
+			},
+			listCommand("views", "show the agreed view and the log of decided view changes", httpAddr, stdout,
+				func(c *cli.Context) (agent.Views, error) { return client(c).Views(c.Context) }, printViews),
+			nodeCommand("why", "explain a node's status: observers, samples, scores, verdicts, ballot, epoch", httpAddr, func(c *cli.Context, node string) error {
+				w, err := client(c).Why(c.Context, node)
+				if err != nil {
+					return err
+				}
+				return printJSON(stdout, w)
+			}),
+			listCommand("scores", "the peers this agent probes, with their scores as it sees them", httpAddr, stdout,
+				func(c *cli.Context) ([]agent.Score, error) { return client(c).Scores(c.Context) }, printScores),
+			listCommand("recoveries", "the recovery journal: every confirmed failure, its executor, attempts and state", httpAddr, stdout,
+				func(c *cli.Context) ([]recovery.Job, error) { return client(c).Recoveries(c.Context) }, printRecoveries),
+			{
+				Name:  "keygen",
+				Usage: "print a new gossip encryption key for --encrypt",
+				Action: func(c *cli.Context) error {
+					key := make([]byte, 32)
+					if _, err := rand.Read(key); err != nil {
+						return err
+					}
+					fmt.Fprintln(stdout, base64.StdEncoding.EncodeToString(key))
+					return nil
+				},
+			},
+			{
+				Name:  "version",
+				Usage: "print vigil's version",
+				Action: func(c *cli.Context) error {
+					fmt.Fprintln(stdout, agent.VersionString())
+					return nil
+				},
+			},
+		},
+	}
+}
+
+// flagsFirst rejects a flag written after the arguments, which urfave/cli
+// would take for an argument.
+func flagsFirst(c *cli.Context) error {
+	for _, a := range c.Args().Slice() {
+		if strings.HasPrefix(a, "--") {
+			return fmt.Errorf("%s: put flags before the arguments (%q came after)", c.Command.Name, a)
+		}
+	}
+	return nil
+}
+
+func noArgs(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return fmt.Errorf("%s: unexpected argument %q", c.Command.Name, c.Args().First())
+	}
+	return nil
+}
+
+// agentFlags are the agent's settings as flags. Environment variables and
+// the config file are read by agent.Resolve, so that one function keeps
+// the precedence flag > env > file > default.
+func agentFlags() []cli.Flag {
+	flags := []cli.Flag{&cli.StringFlag{
+		Name:  agent.ConfigFileSetting,
+		Usage: "strict JSON file of settings (keys in README.md) [$VIGIL_CONFIG_FILE]",
+	}}
+	for _, s := range agent.Settings() {
+		usage := fmt.Sprintf("%s [$%s]", s.Usage, s.Env)
+		if s.Default != "" {
+			usage = fmt.Sprintf("%s (default: %s) [$%s]", s.Usage, s.Default, s.Env)
+		}
+		if s.Kind == agent.KindList || s.Kind == agent.KindMap {
+			flags = append(flags, &cli.StringSliceFlag{Name: s.Name, Usage: usage})
+		} else {
+			flags = append(flags, &cli.StringFlag{Name: s.Name, Usage: usage})
+		}
+	}
+	return flags
+}
+
+func runAgent(c *cli.Context) error {
+	if err := noArgs(c); err != nil {
+		return err
+	}
+	flags := agent.Values{}
+	for _, s := range agent.Settings() {
+		if !c.IsSet(s.Name) {
+			continue
+		}
+		if s.Kind == agent.KindList || s.Kind == agent.KindMap {
+			flags[s.Name] = c.StringSlice(s.Name)
+		} else {
+			flags[s.Name] = []string{c.String(s.Name)}
+		}
+	}
+	path := c.String(agent.ConfigFileSetting)
+	if path == "" {
+		path = os.Getenv("VIGIL_CONFIG_FILE")
+	}
+	var file []byte
+	if path != "" {
+		var err error
+		if file, err = os.ReadFile(path); err != nil {
+			return fmt.Errorf("config file: %v", err)
+		}
+	}
+	cfg, err := agent.Resolve(flags, os.LookupEnv, file)
+	if err != nil {
+		return err
+	}
+	log := agent.NewLogger(c.App.ErrWriter, cfg.LogLevel, cfg.LogFormat)
+	a, err := agent.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	// A second signal while leaving stops at once, as serf's agent does.
+	go func() {
+		<-c.Context.Done()
+		again := make(chan os.Signal, 1)
+		signal.Notify(again, syscall.SIGINT, syscall.SIGTERM)
+		<-again
+		fmt.Fprintln(c.App.ErrWriter, "vigil: second signal: stopping without a graceful leave")
+		os.Exit(1)
+	}()
+	return a.Run(c.Context)
+}
+
+// nodeCommand is a client command that takes exactly one NODE argument.
+func nodeCommand(name, usage string, httpAddr cli.Flag, run func(c *cli.Context, node string) error) *cli.Command {
+	return &cli.Command{
+		Name:         name,
+		Usage:        usage,
+		ArgsUsage:    "NODE",
+		OnUsageError: usageError,
+		Flags:        []cli.Flag{httpAddr},
+		Action: func(c *cli.Context) error {
+			if err := flagsFirst(c); err != nil {
+				return err
+			}
+			if c.NArg() != 1 {
+				return fmt.Errorf("%s: give exactly one node name", name)
+			}
+			return run(c, c.Args().First())
+		},
+	}
+}
+
+// listCommand is a client command without arguments that fetches T from
+// the agent and prints it as a table or, with --format json, as JSON.
+func listCommand[T any](name, usage string, httpAddr cli.Flag, w io.Writer, fetch func(*cli.Context) (T, error), table func(io.Writer, T) error, extra ...cli.Flag) *cli.Command {
+	flags := append([]cli.Flag{httpAddr, &cli.StringFlag{Name: "format", Value: "table", Usage: "table or json"}}, extra...)
+	return &cli.Command{
+		Name:         name,
+		Usage:        usage,
+		OnUsageError: usageError,
+		Flags:        flags,
+		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			format := c.String("format")
+			if format != "table" && format != "json" {
+				return fmt.Errorf("--format %q: want table or json", format)
+			}
+			v, err := fetch(c)
+			if err != nil {
+				return err
+			}
+			if format == "json" {
+				return printJSON(w, v)
+			}
+			return table(w, v)
+		},
+	}
+}
+
+func printViews(w io.Writer, v agent.Views) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "view at epoch %d: %d members\n", v.Epoch, len(v.Members))
+	for _, m := range v.Members {
+		fmt.Fprintf(tw, "  %s@%s\t%s\n", m.Name, m.Boot, m.Addr)
+	}
+	fmt.Fprintln(tw, "EPOCH\tCHANGE\tNODE\tREASON\tEXECUTOR\tPROPOSER\tVOTES\tID")
+	for _, e := range v.Log {
+		fmt.Fprintf(tw, "%d\t%s\t%s@%s\t%s\t%s\t%s\t%d\t%s\n", e.Epoch, e.Kind, e.Node, e.Boot, e.Reason, e.Executor, e.Proposer, e.Votes, e.ID)
+	}
+	return tw.Flush()
+}
+
+func printScores(w io.Writer, ss []agent.Score) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PEER\tSTATE\tPFAIL\tTHRESHOLD\tTIMEOUT\tLAST RTT\tMISSES\tGMM")
+	for _, s := range ss {
+		fmt.Fprintf(tw, "%s\t%s\t%.3f\t%.2f\t%v\t%v\t%d\t%v\n", s.Peer, s.State, s.PFail, s.Threshold, s.Timeout, s.LastRTT, s.Misses, s.GMMReady)
+	}
+	return tw.Flush()
+}
+
+func printRecoveries(w io.Writer, jobs []recovery.Job) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "EPOCH\tNODE\tSTATE\tEXECUTOR\tATTEMPTS\tLAST EXIT\tID")
+	for _, j := range jobs {
+		last := "-"
+		if n := len(j.Attempts); n > 0 && !j.Attempts[n-1].Ended.IsZero() {
+			last = fmt.Sprint(j.Attempts[n-1].Exit)
+			if j.Attempts[n-1].TimedOut {
+				last = "timeout"
+			}
+		}
+		var runs []string
+		for _, a := range j.Attempts {
+			runs = append(runs, fmt.Sprintf("%d@%s", a.N, a.Executor))
+		}
+		fmt.Fprintf(tw, "%d\t%s@%s\t%s\t%s\t%s\t%s\t%s\n", j.Epoch, j.Node, j.Boot, j.State, j.Executor, strings.Join(runs, ","), last, j.ID)
+	}
+	return tw.Flush()
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func printMembers(w io.Writer, ms []agent.MemberInfo) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tADDR\tSTATUS\tGOSSIP\tEPOCH\tBOOT\tTAGS")
+	for _, m := range ms {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", m.Name, m.Addr, m.Status, m.Gossip, m.Epoch, m.Boot, joinTags(m.Tags))
+	}
+	return tw.Flush()
+}
+
+func joinTags(tags map[string]string) string {
+	kv := make([]string, 0, len(tags))
+	for k, v := range tags {
+		kv = append(kv, k+"="+v)
+	}
+	sort.Strings(kv)
+	return strings.Join(kv, ",")
+}
+
+func printInfo(w io.Writer, info agent.Info) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "node\t%s\n", info.Node)
+	fmt.Fprintf(tw, "boot\t%s\n", info.Boot)
+	fmt.Fprintf(tw, "addr\t%s\n", info.Addr)
+	fmt.Fprintf(tw, "http_addr\t%s\n", info.HTTPAddr)
+	fmt.Fprintf(tw, "version\t%s\n", info.Version)
+	fmt.Fprintf(tw, "profile\t%s\n", info.Profile)
+	fmt.Fprintf(tw, "quorum\t%s\n", info.Quorum)
+	fmt.Fprintf(tw, "encrypted\t%v\n", info.Encrypted)
+	fmt.Fprintf(tw, "data_dir\t%s\n", info.DataDir)
+	fmt.Fprintf(tw, "epoch\t%d\n", info.Epoch)
+	fmt.Fprintf(tw, "started\t%s\n", info.Started.Format("2006-01-02T15:04:05Z07:00"))
+	statuses := make([]string, 0, len(info.Members))
+	for s := range info.Members {
+		statuses = append(statuses, s)
+	}
+	sort.Strings(statuses)
+	for _, s := range statuses {
+		fmt.Fprintf(tw, "members.%s\t%d\n", s, info.Members[s])
+	}
+	fmt.Fprintf(tw, "tags\t%s\n", joinTags(info.Tags))
+	return tw.Flush()
+}
