@@ -1,0 +1,57 @@
+# vigil: `make run` starts one agent on loopback, `make test` runs every test.
+GO      ?= go
+BIN     := bin/vigil
+DATA    ?= .vigil/dev
+# The serf agent built from the serf module vigil uses, for side-by-side benchmarks.
+SERF_VERSION = $(shell $(GO) list -m -f '{{.Version}}' github.com/hashicorp/serf)
+SERF_BIN     = bin/serf-$(SERF_VERSION)
+
+.PHONY: build run test unit lint testdeps bench serf clean
+
+build:
+	$(GO) build -o $(BIN) .
+
+# One agent on an embedded default: loopback addresses and a data dir under .vigil/.
+run: build
+	./$(BIN) agent --node dev1 --bind 127.0.0.1:7946 --http-addr 127.0.0.1:7947 --data-dir $(DATA) --profile local
+
+test: testdeps lint
+	$(GO) test -race -count=1 -timeout 60m ./...
+
+unit:
+	$(GO) test -race -count=1 -short ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	@cp go.mod /tmp/vigil.go.mod.$$$$ && cp go.sum /tmp/vigil.go.sum.$$$$ && $(GO) mod tidy && \
+	  if ! cmp -s go.mod /tmp/vigil.go.mod.$$$$ || ! cmp -s go.sum /tmp/vigil.go.sum.$$$$; then \
+	    cp /tmp/vigil.go.mod.$$$$ go.mod; cp /tmp/vigil.go.sum.$$$$ go.sum; \
+	    echo "go mod tidy changes go.mod/go.sum: run it and commit"; exit 1; fi; \
+	  rm -f /tmp/vigil.go.mod.$$$$ /tmp/vigil.go.sum.$$$$
+
+# What the multi-host tests need (network namespaces, iptables); installed
+# only when missing, and only where we are root.
+testdeps:
+	@if ! command -v ip >/dev/null || ! command -v iptables >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq iproute2 iptables >/dev/null; \
+	  else echo "note: ip/iptables missing and not root: multi-host tests will skip"; fi; fi
+
+# The serf agent from the same module version, for BENCHMARKS.md.
+serf: $(SERF_BIN)
+$(SERF_BIN):
+	GOBIN=$(CURDIR)/bin $(GO) install github.com/hashicorp/serf/cmd/serf@$(SERF_VERSION)
+	mv bin/serf $(SERF_BIN)
+
+# The figures of BENCHMARKS.md: micro-benchmarks, then vigil and the serf
+# agent of the same module version side by side (failover, loss, memory),
+# without -race. Results are also appended to bin/bench.txt.
+bench: serf
+	$(GO) test -run '^$$' -bench . -benchmem -count=4 ./scoring/ ./consensus/
+	$(GO) test -count=1 -run 'TestQuality' -v ./scoring/
+	VIGIL_BENCH=1 VIGIL_SERF_BIN=$(CURDIR)/$(SERF_BIN) VIGIL_BENCH_OUT=$(CURDIR)/bin/bench.txt \
+	  $(GO) test -count=1 -timeout 30m -v -run 'TestFailoverVersusSerf|TestLossVersusSerf|TestMemoryVersusSerf|TestSerfBaseline' .
+
+clean:
+	rm -rf bin .vigil
