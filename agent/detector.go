@@ -276,10 +276,11 @@ func viewNames(v consensus.View) []string {
 // A tracker of a peer it does not probe (made by a verdict burst) holds no
 // current evidence, and a node never doubts itself.
 func (d *detector) down(name string) bool {
-	if _, monitored := d.probes[name]; !monitored || name == d.self() {
+	p, monitored := d.probes[name]
+	if !monitored || name == d.self() {
 		return false
 	}
-	if t, ok := d.sus.Lookup(name); ok {
+	if t, ok := d.sus.LookupFor(name, p.boot); ok {
 		return t.State() != suspicion.Healthy
 	}
 	return false
@@ -330,9 +331,7 @@ func (d *detector) refreshMonitors() {
 			continue
 		}
 		d.probes[name] = &peerProbe{boot: m.Boot, addr: ip, port: uint16(port), next: time.Now()}
-		if t, ok := d.sus.Lookup(name); ok {
-			t.ResetProposals()
-		}
+		d.sus.For(name, m.Boot).ResetProposals()
 	}
 }
 
@@ -360,7 +359,7 @@ func (d *detector) probeDue(now time.Time) {
 		if now.Before(p.next) || p.inflight >= 32 {
 			continue
 		}
-		t := d.sus.Peer(name)
+		t := d.sus.For(name, p.boot)
 		timeout := d.missTimeout(name)
 		p.inflight++
 		p.next = now.Add(t.ProbeGap(d.now()))
@@ -386,7 +385,9 @@ func (d *detector) ping(name, boot string, addr net.IP, port uint16, timeout tim
 	done := make(chan res, 1)
 	go func() {
 		rtt, err := d.a.mesh.Ping(name, addr, port)
-		done <- res{rtt, err}
+		// memberlist reads its clock for the send after the send: an ack
+		// handled before that gives a negative round trip. It was fast.
+		done <- res{max(rtt, 0), err}
 	}()
 	t := time.NewTimer(timeout)
 	defer t.Stop()
@@ -466,7 +467,7 @@ func (d *detector) onProbe(r probeResult) {
 			thr = lr.Threshold
 		}
 	}
-	t := d.sus.Peer(r.peer)
+	t := d.sus.For(r.peer, r.boot)
 	tr := t.Observe(d.now(), suspicion.Observation{
 		Miss: r.miss, RTT: r.rtt, Timeout: r.timeout, PFail: res.PFail, Threshold: thr,
 	})
@@ -557,7 +558,7 @@ func (d *detector) unreachable(m consensus.Member) (unreachable, fresh bool) {
 	if cv, ok := d.verdicts[m.Name]; ok && cv.boot == m.Boot && time.Since(cv.at) < verdictTTL {
 		return cv.unreachable, true
 	}
-	if t, ok := d.sus.Lookup(m.Name); ok {
+	if t, ok := d.sus.LookupFor(m.Name, m.Boot); ok {
 		if u, f := t.Verdict(d.now()); f {
 			return u, true
 		}
@@ -610,7 +611,16 @@ func (d *detector) startBurst(m consensus.Member) bool {
 
 func (d *detector) onBurst(r burstResult) {
 	delete(d.bursting, r.peer)
-	u := d.sus.Peer(r.peer).VerdictAfterPing(d.now(), r.ok, r.miss)
+	// The burst is evidence about the incarnation it pinged: it joins the
+	// tracker only if that is the member of the view now. A burst about
+	// an incarnation already removed is judged alone.
+	var t *suspicion.Tracker
+	if vm, ok := d.cn.View().Lookup(r.peer); ok && vm.Boot == r.boot {
+		t = d.sus.For(r.peer, r.boot)
+	} else {
+		t, _ = suspicion.NewTracker(d.susCfg) // validated in newDetector
+	}
+	u := t.VerdictAfterPing(d.now(), r.ok, r.miss)
 	d.verdicts[r.peer] = cachedVerdict{boot: r.boot, unreachable: u, at: time.Now()}
 	d.a.log.Debug().Str("peer", r.peer).Int("ok", r.ok).Int("miss", r.miss).Bool("unreachable", u).Msg("verdict burst")
 	held := d.held
@@ -775,6 +785,11 @@ func (d *detector) apply(dec consensus.Decision) {
 		typ = membership.MemberRecovered
 	default:
 		typ = membership.MemberJoin
+	}
+	if c.Kind == consensus.Add && c.Member.Name != d.self() {
+		// A member just added was reachable to a quorum a moment ago;
+		// give it JoinGrace to settle before it can be accused.
+		d.sus.For(c.Member.Name, c.Member.Boot).Joined(d.now())
 	}
 	ev := membership.Event{Type: typ, Time: time.Now(), Members: []membership.Member{d.eventMember(c.Member)}}
 	d.deferred = append(d.deferred, deferredEvent{ev: ev, removesMe: c.Kind == consensus.Remove && c.Member.Name == d.self()})
@@ -947,7 +962,7 @@ func (d *detector) removed(name, boot string) bool {
 // onSerfEvent passes serf's own verdicts to suspicion as evidence.
 func (d *detector) onSerfEvent(ev membership.Event) {
 	for _, m := range ev.Members {
-		t, ok := d.sus.Lookup(m.Name)
+		t, ok := d.sus.LookupFor(m.Name, m.Tags[membership.BootTag])
 		if !ok {
 			continue
 		}

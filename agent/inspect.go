@@ -102,7 +102,7 @@ type Score struct {
 func (d *detector) scores() []Score {
 	var out []Score
 	for name, p := range d.probes {
-		e := d.sus.Peer(name).Explain(d.now())
+		e := d.sus.For(name, p.boot).Explain(d.now())
 		out = append(out, Score{
 			Peer: name, Boot: p.boot, State: e.State.String(), Threshold: p.last.Threshold, PFail: p.last.PFail,
 			GMMReady: p.last.GMMReady, Timeout: d.scorer(name).Timeout(), LastRTT: e.LastRTT, Misses: e.Misses,
@@ -188,7 +188,7 @@ func (d *detector) why(node string) (Why, bool) {
 			}
 		}
 	}
-	if t, ok := d.sus.Lookup(node); ok {
+	if t, ok := d.sus.LookupFor(node, vm.Boot); ok && inView {
 		e := t.Explain(d.now())
 		out.Suspicion = &e
 	}

@@ -137,6 +137,14 @@ type Config struct {
 	// MaxProposeBackoff caps ProposeBackoff's doubling (default 8 s).
 	// Must be ≥ ProposeBackoff.
 	MaxProposeBackoff time.Duration
+
+	// JoinGrace is the time after Joined during which the peer is not
+	// accused (default 5 s). A member that has just been added, a restart
+	// or a process resumed from a stop, is often busy for a while
+	// (catching up, draining the packets queued while it was away) and
+	// answers late; a quorum found it reachable a moment ago. A peer that
+	// dies within the grace is accused when it ends. Must be ≥ 0.
+	JoinGrace time.Duration
 }
 
 // DefaultConfig returns the recommended configuration for a 200 ms probe
@@ -168,6 +176,7 @@ func DefaultConfig() Config {
 		VerdictBurst:      10,
 		ProposeBackoff:    time.Second,
 		MaxProposeBackoff: 8 * time.Second,
+		JoinGrace:         5 * time.Second,
 	}
 }
 
@@ -237,6 +246,8 @@ func (c Config) Validate() error {
 		return invalid("ProposeBackoff = %v, must be > 0", c.ProposeBackoff)
 	case c.MaxProposeBackoff < c.ProposeBackoff:
 		return invalid("MaxProposeBackoff (%v) must be ≥ ProposeBackoff (%v)", c.MaxProposeBackoff, c.ProposeBackoff)
+	case c.JoinGrace < 0:
+		return invalid("JoinGrace = %v, must be ≥ 0", c.JoinGrace)
 	}
 	return nil
 }

@@ -113,8 +113,15 @@
 //     longer than a 100 ms stop) and answer with VerdictAfterPing. An
 //     acceptor that does not monitor the peer has no tracker evidence and
 //     always pings; 10 misses are its bar at the floor (0.5^10 ≈ 1e-3).
-//   - Set.Remove(name) when the peer leaves the view; Tracker.Reset when it
-//     comes back with a new boot id.
+//   - Keep one tracker per incarnation: Set.For(name, boot) forgets the
+//     evidence about an older boot id, so what was seen of a removed
+//     incarnation (a verdict burst, a run of misses) never counts against
+//     the node that comes back. Set.Remove(name) when the peer leaves the
+//     view.
+//   - Call Joined when the view adds the peer: it is not accused for
+//     JoinGrace (5 s). A node that has just started, or resumed from a
+//     stop, can be busy for a second or more draining what queued up
+//     while it was away; a quorum found it reachable a moment before.
 //
 // Cost: 5 pings a second to a calm peer, 40 to a peer in doubt. Under heavy
 // loss most peers are Suspect most of the time (85 % in the simulation at

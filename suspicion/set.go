@@ -30,6 +30,28 @@ func (s *Set) Peer(name string) *Tracker {
 	return t
 }
 
+// For returns the tracker of name's incarnation boot (its boot id). The
+// evidence about another incarnation is forgotten: a peer that comes back
+// under a new boot id starts afresh, and what was seen of its old
+// incarnation never counts against the new one.
+func (s *Set) For(name, boot string) *Tracker {
+	t := s.Peer(name)
+	if t.incarnation != boot {
+		t.incarnation = boot
+		t.Reset()
+	}
+	return t
+}
+
+// LookupFor returns the tracker of name's incarnation boot, if there is one.
+func (s *Set) LookupFor(name, boot string) (*Tracker, bool) {
+	t, ok := s.peers[name]
+	if !ok || t.incarnation != boot {
+		return nil, false
+	}
+	return t, true
+}
+
 // Lookup returns the tracker for name, if there is one.
 func (s *Set) Lookup(name string) (*Tracker, bool) {
 	t, ok := s.peers[name]

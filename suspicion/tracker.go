@@ -102,6 +102,12 @@ type Tracker struct {
 
 	proposals  int // since the last ResetProposals or leaving Accused
 	proposedAt time.Duration
+
+	// incarnation is the peer's boot id the evidence is about (Set.For).
+	incarnation string
+	// graceUntil: no accusation before it (Joined); hasGrace: it is set.
+	graceUntil time.Duration
+	hasGrace   bool
 }
 
 // NewTracker returns a Healthy tracker with no evidence.
@@ -115,8 +121,19 @@ func NewTracker(cfg Config) (*Tracker, error) {
 // Reset forgets all evidence, the flap penalty and the proposal back-off,
 // as for a peer that comes back with a new boot id.
 func (t *Tracker) Reset() {
-	*t = Tracker{cfg: t.cfg, clock: t.clock}
+	*t = Tracker{cfg: t.cfg, clock: t.clock, incarnation: t.incarnation}
 }
+
+// Joined records that the peer joined (or came back) at now: it is not
+// accused for JoinGrace. Evidence still accrues, and Verdict still answers
+// on it.
+func (t *Tracker) Joined(now time.Duration) {
+	now = t.at(now)
+	t.graceUntil, t.hasGrace = now+t.cfg.JoinGrace, true
+}
+
+// inGrace reports whether now is within the grace after Joined.
+func (t *Tracker) inGrace(now time.Duration) bool { return t.hasGrace && now < t.graceUntil }
 
 // State returns the current state.
 func (t *Tracker) State() State { return t.state }
@@ -219,6 +236,7 @@ func (t *Tracker) moveTo(now time.Duration, s State, why Reason) Transition {
 // accusable reports whether the evidence at now passes the accusation bar.
 func (t *Tracker) accusable(now time.Duration) bool {
 	return t.state == Suspect &&
+		!t.inGrace(now) &&
 		now-t.since >= t.cfg.MinDwell &&
 		t.misses >= t.needMisses(now) &&
 		t.silence(now) >= t.needSilence(now)
@@ -426,8 +444,9 @@ type Explanation struct {
 	VerdictMisses  int           // consecutive misses for an unreachable verdict
 	FreshEvidence  bool          // last result at most StaleAfter old
 	ShouldPropose  bool
-	VerdictUnreach bool // Verdict's unreachable
-	VerdictFresh   bool // Verdict's fresh
+	VerdictUnreach bool          // Verdict's unreachable
+	VerdictFresh   bool          // Verdict's fresh
+	GraceLeft      time.Duration // time left of the JoinGrace; 0 if none
 }
 
 // Explain returns a snapshot at now. It does not change the state.
@@ -464,6 +483,9 @@ func (t *Tracker) Explain(now time.Duration) Explanation {
 	}
 	if t.hasReply {
 		e.LastReplyAge = now - t.lastReply
+	}
+	if t.inGrace(now) {
+		e.GraceLeft = t.graceUntil - now
 	}
 	if t.hasObs {
 		e.LastResultAge = now - t.lastObs

@@ -488,6 +488,7 @@ func TestValidate(t *testing.T) {
 		{"VerdictBurst", func(c *Config) { c.VerdictBurst = 0 }},
 		{"ProposeBackoff", func(c *Config) { c.ProposeBackoff = 0 }},
 		{"MaxProposeBackoff", func(c *Config) { c.MaxProposeBackoff = c.ProposeBackoff - 1 }},
+		{"JoinGrace", func(c *Config) { c.JoinGrace = -1 }},
 	}
 	for _, tc := range tests {
 		c := DefaultConfig()
@@ -548,5 +549,76 @@ func TestSet(t *testing.T) {
 	}
 	if s.Peer("b-node").State() != Healthy {
 		t.Fatal("a removed peer came back with its old state")
+	}
+}
+
+// A peer that just joined is not accused within JoinGrace, however
+// silent; the evidence still counts, and it is accused when the grace ends.
+func TestJoinGrace(t *testing.T) {
+	c := small()
+	c.JoinGrace = 2 * time.Second
+	tk := newTracker(t, c)
+	tk.Joined(0)
+	if e := tk.Explain(500 * ms); e.GraceLeft != 1500*ms {
+		t.Fatalf("GraceLeft = %v, want 1.5s", e.GraceLeft)
+	}
+	var at time.Duration
+	for at = 10 * ms; at < 2*time.Second; at += 10 * ms {
+		tk.Observe(at, Observation{Miss: true})
+		if tk.State() == Accused {
+			t.Fatalf("accused at %v, within the grace", at)
+		}
+	}
+	if tk.State() != Suspect {
+		t.Fatalf("state %v after 2 s of misses, want suspect", tk.State())
+	}
+	if u, fresh := tk.Verdict(at); !u || !fresh {
+		t.Fatalf("Verdict within the grace = %v, %v; the evidence still answers", u, fresh)
+	}
+	tk.Observe(2*time.Second, Observation{Miss: true})
+	if tk.State() != Accused {
+		t.Fatalf("not accused when the grace ended: %+v", tk.Explain(2*time.Second))
+	}
+	// A reply in the grace withdraws nothing that was not there, and a
+	// later silence past the grace is accused as usual.
+	tk.Reset()
+	tk.Joined(3 * time.Second)
+	apply(tk, step{at: 3 * time.Second, op: "ok"})
+	if got := accuse(t, tk, 5*time.Second+10*ms); got > 5*time.Second+200*ms {
+		t.Fatalf("accused at %v after the grace, want soon after 5 s", got)
+	}
+	if e := tk.Explain(6 * time.Second); e.GraceLeft != 0 {
+		t.Fatalf("GraceLeft after the grace = %v", e.GraceLeft)
+	}
+}
+
+// Set.For keeps one incarnation's evidence: a new boot id starts afresh,
+// and a lookup for another boot finds nothing.
+func TestSetIncarnations(t *testing.T) {
+	s, err := NewSet(small())
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := s.For("n2", "boot-1")
+	apply(old, step{at: 0, op: "ok"})
+	accuse(t, old, 10*ms)
+	if tk, ok := s.LookupFor("n2", "boot-1"); !ok || tk.State() != Accused {
+		t.Fatal("LookupFor lost the accused incarnation")
+	}
+	if _, ok := s.LookupFor("n2", "boot-2"); ok {
+		t.Fatal("LookupFor found another incarnation's evidence")
+	}
+	tk := s.For("n2", "boot-2")
+	if e := tk.Explain(time.Second); e.State != Healthy || e.Misses != 0 || e.Flaps != 0 || e.LastResultAge != -1 {
+		t.Fatalf("new incarnation inherited evidence: %+v", e)
+	}
+	if s.For("n2", "boot-2") != tk {
+		t.Fatal("For made a new tracker for the same incarnation")
+	}
+	if _, ok := s.LookupFor("n2", "boot-1"); ok {
+		t.Fatal("the old incarnation is still found")
+	}
+	if _, ok := s.LookupFor("n3", ""); ok {
+		t.Fatal("LookupFor found an unknown peer")
 	}
 }
