@@ -38,10 +38,12 @@ type recoveries struct {
 	checked  chan journalCheck
 }
 
-// journalCheck is what the cluster said of one job.
+// journalCheck is what the cluster said of one job: the entries of the
+// agents that knew it, and who answered at all.
 type journalCheck struct {
-	id      string
-	answers []recovery.Job
+	id       string
+	answers  []recovery.Job
+	answered map[string]bool
 }
 
 func newRecoveries() *recoveries {
@@ -166,8 +168,9 @@ func (a *Agent) resumeRecoveries() {
 // maybeRun starts the runner of a job this node executes, if it has none.
 // A job this node inherited (a takeover, or its own job after a restart)
 // may be over already without this node having heard: the announcements
-// travel by gossip and can be lost. So it first asks the cluster, and runs
-// only if nobody knows the job to be over.
+// travel by gossip and can be late or lost. So it first asks the cluster,
+// and runs only once a quorum of the view has answered and nobody knows
+// the job to be over.
 func (a *Agent) maybeRun(j recovery.Job, inherited bool) {
 	if j.State.Final() || j.Executor != a.cfg.NodeName || a.cfg.RecoveryHandler == "" {
 		return
@@ -182,14 +185,17 @@ func (a *Agent) maybeRun(j recovery.Job, inherited bool) {
 		a.rec.checking[j.ID] = true
 		id := j.ID
 		a.spawn(func() {
-			var c journalCheck
-			c.id = id
+			c := journalCheck{id: id, answered: map[string]bool{}}
 			answers, err := a.mesh.Ask(membership.JournalQuery, []byte(id), journalAskTimeout)
 			if err != nil {
 				a.log.Warn().Err(err).Str("id", id).Msg("cannot ask the cluster about a recovery")
 			}
-			for _, b := range answers {
-				if other, err := recovery.DecodeJob(b); err == nil && other.ID == id {
+			for _, an := range answers {
+				c.answered[an.From] = true
+				if len(an.Payload) == 0 {
+					continue
+				}
+				if other, err := recovery.DecodeJob(an.Payload); err == nil && other.ID == id {
 					c.answers = append(c.answers, other)
 				}
 			}
@@ -204,7 +210,8 @@ func (a *Agent) maybeRun(j recovery.Job, inherited bool) {
 }
 
 // onJournalChecked merges what the cluster knows of an inherited job and
-// runs it if it is still not over.
+// runs it if it is still not over. Too few answers (gossip missed the
+// members, or they were busy) is no answer: it asks again.
 func (a *Agent) onJournalChecked(c journalCheck) {
 	delete(a.rec.checking, c.id)
 	j, ok := a.loadJob(c.id)
@@ -216,21 +223,35 @@ func (a *Agent) onJournalChecked(c journalCheck) {
 	}
 	a.saveJob(j)
 	if j.State.Final() {
-		a.log.Info().Str("id", j.ID).Str("state", string(j.State)).Int("answers", len(c.answers)).
+		a.log.Info().Str("id", j.ID).Str("state", string(j.State)).Int("answered", len(c.answered)).
 			Msg("inherited recovery is over already: not running it")
 		return
 	}
-	a.log.Info().Str("id", j.ID).Int("answers", len(c.answers)).Int("attempt", j.NextAttempt()).Msg("inherited recovery is not over: running it")
-	if j.Executor == a.cfg.NodeName && a.det.cn.View().Contains(a.cfg.NodeName) {
-		a.startRunner(j)
+	v := a.det.cn.View()
+	if j.Executor != a.cfg.NodeName || !v.Contains(a.cfg.NodeName) {
+		return
 	}
+	members := 0
+	for _, m := range v.Members {
+		if c.answered[m.Name] {
+			members++
+		}
+	}
+	if need := consensus.QuorumSize(len(v.Members), a.det.quorum); members < need {
+		a.log.Warn().Str("id", j.ID).Int("answered", members).Int("need", need).
+			Msg("too few members answered about an inherited recovery: asking again")
+		a.maybeRun(j, true)
+		return
+	}
+	a.log.Info().Str("id", j.ID).Int("answered", members).Int("attempt", j.NextAttempt()).Msg("inherited recovery is not over: running it")
+	a.startRunner(j)
 }
 
 // answerJournal answers another agent's question about one job.
 func (a *Agent) answerJournal(in membership.Inbound) {
 	j, ok := a.loadJob(string(in.Payload))
 	if !ok {
-		_ = in.Reply(nil)
+		_ = in.Reply(nil) // an empty answer: this agent knows nothing of it
 		return
 	}
 	for i := range j.Attempts {

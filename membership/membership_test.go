@@ -194,7 +194,58 @@ func TestExchangeAndAskOverARealMesh(t *testing.T) {
 		}
 	}()
 	answers, err := a.Ask(JournalQuery, []byte("e5-x"), 2*time.Second)
-	if err != nil || len(answers) != 1 || string(answers[0]) != "entry of e5-x" {
-		t.Errorf("Ask = %q, %v", answers, err)
+	got := map[string]string{}
+	for _, an := range answers {
+		got[an.From] = string(an.Payload)
 	}
+	// a answers its own query too (nobody here replies for it: empty).
+	if err != nil || len(answers) > 2 || got["b"] != "entry of e5-x" {
+		t.Errorf("Ask = %+v, %v", answers, err)
+	}
+}
+
+// Concurrent queries each get their answers. serf stamps a query with its
+// clock without advancing it, so unserialized queries started together
+// share a Lamport time and all but one lose their answers.
+func TestConcurrentAsksKeepTheirAnswers(t *testing.T) {
+	a, b, stop := startPair(t)
+	defer stop()
+	waitUntil(t, 10*time.Second, "both members", func() bool { return len(a.Members()) == 2 && len(b.Members()) == 2 })
+	const asks = 12
+	answering := make(chan struct{})
+	go func() {
+		deadline := time.Now().Add(20 * time.Second)
+		for n := 0; n < asks && time.Now().Before(deadline); {
+			for _, in := range b.TakeInbound() {
+				if in.Query == JournalQuery {
+					in.Reply(append([]byte("entry of "), in.Payload...))
+					n++
+				}
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		close(answering)
+	}()
+	var wg sync.WaitGroup
+	lost := make(chan string, asks)
+	for i := 0; i < asks; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := fmt.Sprintf("e%d-x", i)
+			answers, err := a.Ask(JournalQuery, []byte(id), 3*time.Second)
+			for _, an := range answers {
+				if an.From == "b" && string(an.Payload) == "entry of "+id {
+					return
+				}
+			}
+			lost <- fmt.Sprintf("%s: %+v %v", id, answers, err)
+		}()
+	}
+	wg.Wait()
+	close(lost)
+	for l := range lost {
+		t.Errorf("b's answer lost: %s", l)
+	}
+	<-answering
 }

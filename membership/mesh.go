@@ -61,6 +61,9 @@ type Mesh struct {
 	probeTimeout time.Duration
 	gossipEvery  time.Duration
 
+	// queryMu serializes serf queries: see query.
+	queryMu sync.Mutex
+
 	// mu guards the fields below.
 	mu      sync.Mutex
 	queue   []Event

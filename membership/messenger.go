@@ -90,7 +90,7 @@ func (m *Mesh) Exchange(to string, payload []byte, retry, timeout time.Duration,
 	}()
 	var lastErr error
 	for time.Now().Before(deadline) {
-		qr, err := m.serf.Query(ConsensusQuery, payload, &serf.QueryParam{
+		qr, err := m.query(ConsensusQuery, payload, &serf.QueryParam{
 			FilterNodes: []string{to},
 			Timeout:     time.Until(deadline),
 		})
@@ -129,19 +129,37 @@ func (m *Mesh) Exchange(to string, payload []byte, retry, timeout time.Duration,
 	return fmt.Errorf("send to %s: no answer within %v", to, timeout)
 }
 
-// Ask sends a query to every agent and returns the non-empty answers that
-// came within timeout. Gossip may miss some agents; the caller asks for
-// what any one of them can answer. It blocks.
-func (m *Mesh) Ask(name string, payload []byte, timeout time.Duration) ([][]byte, error) {
-	qr, err := m.serf.Query(name, payload, &serf.QueryParam{Timeout: timeout})
+// Answer is one agent's answer to Ask; an empty Payload says it has
+// nothing to tell.
+type Answer struct {
+	From    string
+	Payload []byte
+}
+
+// Ask sends a query to every agent and returns the answers that came
+// within timeout, empty ones included, so the caller can tell who
+// answered. Gossip may miss some agents. It blocks.
+func (m *Mesh) Ask(name string, payload []byte, timeout time.Duration) ([]Answer, error) {
+	qr, err := m.query(name, payload, &serf.QueryParam{Timeout: timeout})
 	if err != nil {
 		return nil, err
 	}
-	var out [][]byte
+	var out []Answer
 	for r := range qr.ResponseCh() {
-		if len(r.Payload) > 0 {
-			out = append(out, append([]byte(nil), r.Payload...))
-		}
+		out = append(out, Answer{From: r.From, Payload: append([]byte(nil), r.Payload...)})
 	}
 	return out, nil
+}
+
+// query starts a serf query. serf stamps a query with its query clock
+// without advancing it; the clock moves on only when the query is handled
+// locally, inside Query. Two queries started at once can therefore get the
+// same Lamport time, and serf keys its pending queries by that time: the
+// second replaces the first, every answer to the first is dropped ("query
+// reply ID mismatch"), and the first one's expiry removes the second. One
+// query at a time gives each its own time.
+func (m *Mesh) query(name string, payload []byte, p *serf.QueryParam) (*serf.QueryResponse, error) {
+	m.queryMu.Lock()
+	defer m.queryMu.Unlock()
+	return m.serf.Query(name, payload, p)
 }
