@@ -22,8 +22,9 @@ func measureVigilFailover(t *testing.T, n, runs int) []time.Duration {
 		c := newCluster(t)
 		dir := t.TempDir()
 		nodes := startAgreedCluster(t, c, n, dir, "--profile", "lan", "--log-level", "info")
-		// Let every prober learn its peers before the kill.
-		time.Sleep(5 * time.Second)
+		// Let every prober learn its peers, and the victim's join grace
+		// (5 s from its add) pass, before the kill.
+		time.Sleep(6 * time.Second)
 		victim := nodes[n-1]
 		killedAt := time.Now()
 		victim.kill()
