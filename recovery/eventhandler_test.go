@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -292,16 +293,24 @@ func TestEventHandlerEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantEnv := "SERF_EVENT=member-failed\n" +
-		"SERF_SELF_NAME=node-1\n" +
-		"SERF_SELF_ROLE=web\n" +
-		"SERF_TAG_DC_ZONE=eu-1\n" +
-		"SERF_TAG_ROLE=web\n" +
-		"VIGIL_EVENT=member-failed\n" +
-		"VIGIL_SELF_NAME=node-1\n" +
-		"VIGIL_SELF_ROLE=web\n" +
-		"VIGIL_TAG_DC_ZONE=eu-1\n" +
-		"VIGIL_TAG_ROLE=web\n"
+	own := []string{
+		"SERF_EVENT=member-failed", "SERF_SELF_NAME=node-1", "SERF_SELF_ROLE=web",
+		"SERF_TAG_DC_ZONE=eu-1", "SERF_TAG_ROLE=web",
+		"VIGIL_EVENT=member-failed", "VIGIL_SELF_NAME=node-1", "VIGIL_SELF_ROLE=web",
+		"VIGIL_TAG_DC_ZONE=eu-1", "VIGIL_TAG_ROLE=web",
+	}
+	// The handler inherits the agent's environment, as serf's do: SERF_ or
+	// VIGIL_ variables of whoever runs the tests come through as well.
+	want := append([]string(nil), own...)
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if (strings.HasPrefix(k, "SERF_") || strings.HasPrefix(k, "VIGIL_")) &&
+			!slices.ContainsFunc(own, func(o string) bool { return strings.HasPrefix(o, k+"=") }) {
+			want = append(want, kv)
+		}
+	}
+	slices.Sort(want)
+	wantEnv := strings.Join(want, "\n") + "\n"
 	if string(gotEnv) != wantEnv {
 		t.Errorf("handler env =\n%s\nwant\n%s", gotEnv, wantEnv)
 	}
