@@ -189,6 +189,15 @@ func (a *Agent) maybeRun(j recovery.Job, inherited bool) {
 			answers, err := a.mesh.Ask(membership.JournalQuery, []byte(id), journalAskTimeout)
 			if err != nil {
 				a.log.Warn().Err(err).Str("id", id).Msg("cannot ask the cluster about a recovery")
+				// Wait as long as an answered question would have before
+				// the loop asks again.
+				t := time.NewTimer(journalAskTimeout)
+				select {
+				case <-t.C:
+				case <-a.stopping:
+					t.Stop()
+					return
+				}
 			}
 			for _, an := range answers {
 				c.answered[an.From] = true
