@@ -45,7 +45,7 @@ $(SERF_BIN):
 	mv bin/serf $(SERF_BIN)
 
 # The figures of BENCHMARKS.md: micro-benchmarks, then vigil and the serf
-# agent of the same module version side by side (failover, loss, memory),
+# agent of the same module version side by side (failover, loss, memory, idle CPU),
 # without -race. Results are also appended to bin/bench.txt.
 bench: serf
 	$(GO) test -run '^$$' -bench . -benchmem -count=4 ./scoring/ ./consensus/

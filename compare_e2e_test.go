@@ -144,9 +144,38 @@ func rssKiB(pid int) (int, error) {
 	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
 }
 
-// TestMemoryVersusSerf: resident memory of five idle agents of each, after
-// they have run for a while. Run it without -race (make bench does): the
-// agents are built the way the test binary is.
+// cpuTicks returns the user and system CPU time a process has used, in
+// clock ticks (USER_HZ, 100 a second on Linux).
+func cpuTicks(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name, field 2, is in parentheses and may hold spaces:
+	// count fields after its closing parenthesis (field 3 is the state).
+	rest := string(b)
+	if i := strings.LastIndexByte(rest, ')'); i >= 0 {
+		rest = rest[i+1:]
+	}
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	var utime, stime int64
+	if _, err := fmt.Sscan(f[11], &utime); err != nil {
+		return 0, err
+	}
+	if _, err := fmt.Sscan(f[12], &stime); err != nil {
+		return 0, err
+	}
+	return utime + stime, nil
+}
+
+// TestMemoryVersusSerf: resident memory of five idle agents of each after
+// 30 s, and the CPU they use over the next 60 s (vigil's prober pings each
+// of its monitored peers five times a second; serf probes one member per
+// second). Run it without -race (make bench does): the agents are built
+// the way the test binary is.
 func TestMemoryVersusSerf(t *testing.T) {
 	if os.Getenv("VIGIL_BENCH") == "" {
 		t.Skip("set VIGIL_BENCH=1 (make bench) to compare memory with serf")
@@ -158,21 +187,41 @@ func TestMemoryVersusSerf(t *testing.T) {
 	nodes := startAgreedCluster(t, c, 5, t.TempDir(), "--profile", "lan", "--log-level", "info")
 	sc := startSerfCluster(t, loopbackHosts(t, 5))
 	time.Sleep(30 * time.Second)
-	var v, s []time.Duration // KiB, as durations for medianDuration
+	var pids []int
 	for _, n := range nodes {
-		kib, err := rssKiB(n.cmd.Process.Pid)
-		if err != nil {
-			t.Fatal(err)
-		}
-		v = append(v, time.Duration(kib))
+		pids = append(pids, n.cmd.Process.Pid)
 	}
 	for _, a := range sc.agents {
-		kib, err := rssKiB(a.cmd.Process.Pid)
+		pids = append(pids, a.cmd.Process.Pid)
+	}
+	var rss []time.Duration // KiB, as durations for medianDuration
+	for _, pid := range pids {
+		kib, err := rssKiB(pid)
 		if err != nil {
 			t.Fatal(err)
 		}
-		s = append(s, time.Duration(kib))
+		rss = append(rss, time.Duration(kib))
 	}
+	ticks := func() []int64 {
+		out := make([]int64, len(pids))
+		for i, pid := range pids {
+			n, err := cpuTicks(pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[i] = n
+		}
+		return out
+	}
+	const window = 60 * time.Second
+	before := ticks()
+	time.Sleep(window)
+	after := ticks()
+	var cpu []time.Duration // CPU time per agent over the window
+	for i := range pids {
+		cpu = append(cpu, time.Duration(after[i]-before[i])*10*time.Millisecond)
+	}
+	v, s := rss[:len(nodes)], rss[len(nodes):]
 	vm, sm := int(medianDuration(v)), int(medianDuration(s))
 	kib := func(ds []time.Duration) []int {
 		out := make([]int, len(ds))
@@ -182,7 +231,12 @@ func TestMemoryVersusSerf(t *testing.T) {
 		return out
 	}
 	t.Logf("RSS of 5 idle agents after 30 s, LAN profile: vigil %v KiB (median %d), serf %v KiB (median %d), ratio %.2f", kib(v), vm, kib(s), sm, float64(vm)/float64(sm))
+	vc, scpu := medianDuration(cpu[:len(nodes)]), medianDuration(cpu[len(nodes):])
+	pct := func(d time.Duration) float64 { return 100 * float64(d) / float64(window) }
+	t.Logf("CPU of 5 idle agents over %v: vigil %v (median %v, %.2f %% of a core), serf %v (median %v, %.2f %%), ratio %.1f",
+		window, cpu[:len(nodes)], vc, pct(vc), cpu[len(nodes):], scpu, pct(scpu), float64(vc)/float64(max(scpu, 10*time.Millisecond)))
 	if path := os.Getenv("VIGIL_BENCH_OUT"); path != "" {
 		appendFile(t, path, fmt.Sprintf("rss vigil_median_kib=%d serf_median_kib=%d ratio=%.2f\n", vm, sm, float64(vm)/float64(sm)))
+		appendFile(t, path, fmt.Sprintf("cpu_idle_60s vigil_median=%v serf_median=%v\n", vc, scpu))
 	}
 }
