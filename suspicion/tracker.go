@@ -105,9 +105,9 @@ type Tracker struct {
 
 	// incarnation is the peer's boot id the evidence is about (Set.For).
 	incarnation string
-	// graceUntil: no accusation before it (Joined); hasGrace: it is set.
+	// graceUntil: no accusation before it (Joined). Zero until Joined,
+	// which is no grace: the tracker's clock never reads below zero (at).
 	graceUntil time.Duration
-	hasGrace   bool
 }
 
 // NewTracker returns a Healthy tracker with no evidence.
@@ -129,11 +129,11 @@ func (t *Tracker) Reset() {
 // on it.
 func (t *Tracker) Joined(now time.Duration) {
 	now = t.at(now)
-	t.graceUntil, t.hasGrace = now+t.cfg.JoinGrace, true
+	t.graceUntil = now + t.cfg.JoinGrace
 }
 
 // inGrace reports whether now is within the grace after Joined.
-func (t *Tracker) inGrace(now time.Duration) bool { return t.hasGrace && now < t.graceUntil }
+func (t *Tracker) inGrace(now time.Duration) bool { return now < t.graceUntil }
 
 // State returns the current state.
 func (t *Tracker) State() State { return t.state }
