@@ -431,13 +431,22 @@ func (a *Agent) retryJoin(ctx context.Context) error {
 			return fmt.Errorf("retry-join: gave up after %d attempts: %v", attempt, err)
 		}
 		a.log.Warn().Err(err).Int("attempt", attempt).Dur("next_in", a.cfg.RetryInterval).Msg("retry-join failed")
-		t := time.NewTimer(a.cfg.RetryInterval)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !pause(a.cfg.RetryInterval, ctx.Done()) {
 			return nil
-		case <-t.C:
 		}
+	}
+}
+
+// pause waits for d and reports true, or returns false as soon as stop is
+// closed.
+func pause(d time.Duration, stop <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-stop:
+		return false
 	}
 }
 

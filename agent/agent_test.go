@@ -3,6 +3,7 @@ package agent
 import (
 	"io"
 	"testing"
+	"time"
 
 	"github.com/vigil-project/vigil/membership"
 	"github.com/vigil-project/vigil/recovery"
@@ -63,5 +64,16 @@ func TestHandleEventDeduplicatesAcrossRestart(t *testing.T) {
 	hist, err := a.store.MemberHistory("n9", 10)
 	if err != nil || len(hist) != 1 || hist[0].Event != "failed" || hist[0].Boot != "b9" || hist[0].Source != "serf" {
 		t.Fatalf("member history = %+v, %v", hist, err)
+	}
+}
+
+func TestPause(t *testing.T) {
+	if !pause(time.Millisecond, make(chan struct{})) {
+		t.Error("pause reported a stop that never came")
+	}
+	stop := make(chan struct{})
+	close(stop)
+	if pause(time.Hour, stop) {
+		t.Error("pause waited out the hour despite the stop")
 	}
 }

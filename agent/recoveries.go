@@ -191,11 +191,7 @@ func (a *Agent) maybeRun(j recovery.Job, inherited bool) {
 				a.log.Warn().Err(err).Str("id", id).Msg("cannot ask the cluster about a recovery")
 				// Wait as long as an answered question would have before
 				// the loop asks again.
-				t := time.NewTimer(journalAskTimeout)
-				select {
-				case <-t.C:
-				case <-a.stopping:
-					t.Stop()
+				if !pause(journalAskTimeout, a.stopping) {
 					return
 				}
 			}
@@ -309,13 +305,8 @@ func (a *Agent) runRecovery(ctx context.Context, j recovery.Job, first int) {
 		if final || ctx.Err() != nil {
 			return
 		}
-		wait := min(time.Second<<(n-first), maxRecoveryBackoff)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !pause(min(time.Second<<(n-first), maxRecoveryBackoff), ctx.Done()) {
 			return
-		case <-t.C:
 		}
 	}
 }
