@@ -216,11 +216,17 @@ func (m *Mesh) Pump(ctx context.Context) {
 			m.mu.Lock()
 			m.queue = append(m.queue, ev)
 			m.mu.Unlock()
-			select {
-			case m.notify <- struct{}{}:
-			default:
-			}
+			m.wake()
 		}
+	}
+}
+
+// wake signals Notify; a signal already pending covers this one too, since
+// the reader takes everything queued.
+func (m *Mesh) wake() {
+	select {
+	case m.notify <- struct{}{}:
+	default:
 	}
 }
 

@@ -59,10 +59,7 @@ func (m *Mesh) enqueueInbound(in Inbound) {
 	m.mu.Lock()
 	m.inbound = append(m.inbound, in)
 	m.mu.Unlock()
-	select {
-	case m.notify <- struct{}{}:
-	default:
-	}
+	m.wake()
 }
 
 // Exchange sends one consensus message to one node as a serf query and
