@@ -296,3 +296,31 @@ func TestEnvAndConfigFilePrecedence(t *testing.T) {
 		t.Errorf("info = %+v", info)
 	}
 }
+
+// --retry-join: an agent started before its seed keeps trying in the
+// background and joins once the seed is up; with --retry-max it gives up
+// and exits non-zero, saying why.
+func TestRetryJoinKeepsTryingUntilTheSeedAnswers(t *testing.T) {
+	c := newCluster(t)
+	n2 := c.add(2, "--retry-join", c.ip(1), "--retry-interval", "300ms")
+	n2.start() // no seed answers yet: it starts anyway
+	n1 := c.add(1)
+	n1.start()
+	for _, n := range []*node{n1, n2} {
+		waitFor(t, 30*time.Second, n.name+" sees both", func() error { return allAlive(n, "n1", "n2") })
+		waitFor(t, 60*time.Second, n.name+" agrees both are members", func() error { return allAgreed(n, "n1", "n2") })
+	}
+
+	n3 := c.add(3, "--retry-join", c.ip(4), "--retry-interval", "100ms", "--retry-max", "3")
+	if err := n3.startNoWait(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-n3.exited:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("n3 still running after its 3 retry-join attempts failed\n%s", n3.logTail())
+	}
+	if n3.exitErr == nil || !strings.Contains(n3.logTail(), "retry-join: gave up after 3 attempts") {
+		t.Errorf("n3 exited with %v; want a non-zero exit saying it gave up\n%s", n3.exitErr, n3.logTail())
+	}
+}
