@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vigil-project/vigil/agent"
 )
 
 // waitGossip waits until n sees member name in serf status want.
@@ -323,4 +325,46 @@ func TestRetryJoinKeepsTryingUntilTheSeedAnswers(t *testing.T) {
 	if n3.exitErr == nil || !strings.Contains(n3.logTail(), "retry-join: gave up after 3 attempts") {
 		t.Errorf("n3 exited with %v; want a non-zero exit saying it gave up\n%s", n3.exitErr, n3.logTail())
 	}
+}
+
+// The client commands that only read or nudge: version, scores (every peer
+// this agent probes, with samples), force-leave of a failed node.
+func TestClientScoresVersionAndForceLeave(t *testing.T) {
+	out, err := runVigil("version")
+	if err != nil || !strings.HasPrefix(out, "vigil "+agent.Version) {
+		t.Errorf("version = %q, %v", out, err)
+	}
+	c := newCluster(t)
+	dir := t.TempDir()
+	nodes := startAgreedCluster(t, c, 3, dir)
+	n1 := nodes[0]
+	waitFor(t, 30*time.Second, "n1 scores both peers", func() error {
+		out, err := n1.vigil("scores", "--format", "json")
+		if err != nil {
+			return err
+		}
+		var scores []agent.Score
+		if err := jsonUnmarshal(out, &scores); err != nil {
+			return err
+		}
+		seen := map[string]bool{}
+		for _, s := range scores {
+			if s.Samples > 0 && s.Boot != "" && s.State == "healthy" {
+				seen[s.Peer] = true
+			}
+		}
+		if !seen["n2"] || !seen["n3"] {
+			return fmt.Errorf("scores %+v", scores)
+		}
+		return nil
+	})
+	if out, err := n1.vigil("scores"); err != nil || !strings.Contains(out, "n2") {
+		t.Errorf("scores table = %q, %v", out, err)
+	}
+	nodes[2].kill()
+	waitGossip(t, n1, "n3", "failed", 60*time.Second)
+	if out, err := n1.vigil("force-leave", "n3"); err != nil {
+		t.Fatalf("force-leave n3: %q, %v", out, err)
+	}
+	waitGossip(t, n1, "n3", "left", 30*time.Second)
 }
