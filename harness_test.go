@@ -279,21 +279,13 @@ func parseViews(out string) (agent.Views, error) {
 	return v, err
 }
 
-// logIDs returns the ids of the node's decided log, in order.
-func (n *node) logIDs() (string, error) {
+// views returns the node's agreed view and decided log.
+func (n *node) views() (agent.Views, error) {
 	out, err := n.vigil("views", "--format", "json")
 	if err != nil {
-		return "", err
+		return agent.Views{}, err
 	}
-	v, err := parseViews(out)
-	if err != nil {
-		return "", err
-	}
-	ids := make([]string, len(v.Log))
-	for i, e := range v.Log {
-		ids[i] = e.ID
-	}
-	return strings.Join(ids, " "), nil
+	return parseViews(out)
 }
 
 // gossipStatus returns serf's status of member name as node n sees it.

@@ -148,27 +148,42 @@ func TestKillNineAgreedOnceAtOneEpoch(t *testing.T) {
 		t.Errorf("after a restart %s has run member-failed for %s %d times, want still once", again.name, victim.name, len(runs))
 	}
 
-	// The survivors' logs agree where they overlap (compared by decision
-	// id: a node may learn a value at another ballot). A node that joined
-	// later started from a snapshot, so its log is a suffix.
-	var longest string
-	logs := map[string]string{}
+	// The survivors' logs agree epoch by epoch (compared by decision id: a
+	// node may learn a value at another ballot), once every survivor has
+	// caught up with the same head. A node that joined later started from a
+	// snapshot and holds only a suffix; a lagging one holds a prefix.
+	var survivors []*node
 	for _, n := range nodes {
-		if n == victim {
-			continue
+		if n != victim {
+			survivors = append(survivors, n)
 		}
-		ids, err := n.logIDs()
+	}
+	waitFor(t, 60*time.Second, "the survivors' views at one epoch", func() error {
+		var first uint64
+		for _, n := range survivors {
+			v, err := n.views()
+			if err != nil {
+				return err
+			}
+			if first == 0 {
+				first = v.Epoch
+			} else if v.Epoch != first {
+				return fmt.Errorf("%s at epoch %d, another at %d", n.name, v.Epoch, first)
+			}
+		}
+		return nil
+	})
+	byEpoch := map[uint64]string{}
+	for _, n := range survivors {
+		v, err := n.views()
 		if err != nil {
 			t.Fatal(err)
 		}
-		logs[n.name] = ids
-		if len(ids) > len(longest) {
-			longest = ids
-		}
-	}
-	for name, ids := range logs {
-		if !strings.HasSuffix(longest, ids) {
-			t.Errorf("%s's log %q is not a suffix of %q", name, ids, longest)
+		for _, e := range v.Log {
+			if id, ok := byEpoch[e.Epoch]; ok && id != e.ID {
+				t.Errorf("%s decided %s at epoch %d, another survivor %s", n.name, e.ID, e.Epoch, id)
+			}
+			byEpoch[e.Epoch] = e.ID
 		}
 	}
 }
