@@ -13,7 +13,7 @@ build:
 
 # One agent on an embedded default: loopback addresses and a data dir under .vigil/.
 run: build
-	./$(BIN) agent --node dev1 --bind 127.0.0.1:7946 --http-addr 127.0.0.1:7947 --data-dir $(DATA) --profile local
+	./$(BIN) agent --node dev1 --bind 127.0.0.1:7946 --http-addr 127.0.0.1:7947 --data-dir $(DATA) --profile local --bootstrap
 
 test: testdeps lint
 	$(GO) test -race -count=1 -timeout 60m ./...

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -142,6 +143,14 @@ func (c *cluster) addAt(name, ip string, wrap []string, extra ...string) *node {
 	n.args = append([]string{"agent", "--node", name, "--bind", n.ip + ":7946",
 		"--http-addr", n.ip + ":7947", "--data-dir", n.dataDir, "--profile", "local",
 		"--log-level", "debug"}, extra...)
+	// A node given no seed is the one that creates the cluster, as an
+	// operator would start it (--bootstrap is ignored once its data dir
+	// holds a cluster).
+	if !slices.ContainsFunc(extra, func(a string) bool {
+		return a == "--join" || a == "--retry-join" || strings.HasPrefix(a, "--bootstrap")
+	}) {
+		n.args = append(n.args, "--bootstrap")
+	}
 	c.nodes[name] = n
 	return n
 }

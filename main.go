@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -228,9 +229,12 @@ func agentFlags() []cli.Flag {
 		if s.Default != "" {
 			usage = fmt.Sprintf("%s (default: %s) [$%s]", s.Usage, s.Default, s.Env)
 		}
-		if s.Kind == agent.KindList || s.Kind == agent.KindMap {
+		switch s.Kind {
+		case agent.KindList, agent.KindMap:
 			flags = append(flags, &cli.StringSliceFlag{Name: s.Name, Usage: usage})
-		} else {
+		case agent.KindBool:
+			flags = append(flags, &cli.BoolFlag{Name: s.Name, Usage: usage})
+		default:
 			flags = append(flags, &cli.StringFlag{Name: s.Name, Usage: usage})
 		}
 	}
@@ -246,9 +250,12 @@ func runAgent(c *cli.Context) error {
 		if !c.IsSet(s.Name) {
 			continue
 		}
-		if s.Kind == agent.KindList || s.Kind == agent.KindMap {
+		switch s.Kind {
+		case agent.KindList, agent.KindMap:
 			flags[s.Name] = c.StringSlice(s.Name)
-		} else {
+		case agent.KindBool:
+			flags[s.Name] = []string{strconv.FormatBool(c.Bool(s.Name))}
+		default:
 			flags[s.Name] = []string{c.String(s.Name)}
 		}
 	}

@@ -22,16 +22,34 @@ import (
 func recoveryRecorder(t *testing.T, dir string, sleepSecs int) string {
 	body := fmt.Sprintf(`cat >> "%[1]s/recovery.stdin"
 echo "start $VIGIL_SELF $VIGIL_NODE $VIGIL_DECISION_ID $VIGIL_ATTEMPT $VIGIL_EPOCH" >> "%[1]s/recovery.log"
+echo "$(date +%%s%%N) recovery $VIGIL_NODE $VIGIL_SELF" >> "%[1]s/times"
 sleep %[2]d
 echo "done $VIGIL_SELF $VIGIL_NODE $VIGIL_DECISION_ID $VIGIL_ATTEMPT $VIGIL_EPOCH" >> "%[1]s/recovery.log"
 `, dir, sleepSecs)
 	return writeScript(t, filepath.Join(dir, "recover.sh"), body)
 }
 
-// fenceRecorder writes a fence handler that records its reason.
+// fenceRecorder writes a fence handler that records its reason, and the
+// time it ran in dir/times.
 func fenceRecorder(t *testing.T, dir string) string {
 	return writeScript(t, filepath.Join(dir, "fence.sh"),
-		`echo "$VIGIL_REASON $VIGIL_EPOCH" >> "`+dir+`/fence.$VIGIL_SELF"`+"\n")
+		`echo "$VIGIL_REASON $VIGIL_EPOCH" >> "`+dir+`/fence.$VIGIL_SELF"`+"\n"+
+			`echo "$(date +%s%N) fence $VIGIL_SELF $VIGIL_REASON" >> "`+dir+`/times"`+"\n")
+}
+
+// firstTime returns when dir/times first recorded kind ("fence",
+// "recovery") about node (zero: never).
+func firstTime(dir, kind, node string) time.Time {
+	b, _ := os.ReadFile(filepath.Join(dir, "times"))
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 3 && f[1] == kind && f[2] == node {
+			var ns int64
+			fmt.Sscan(f[0], &ns)
+			return time.Unix(0, ns)
+		}
+	}
+	return time.Time{}
 }
 
 func fenced(dir, self string) bool {
@@ -231,11 +249,17 @@ func TestRemovedNodeRunsItsFenceHandler(t *testing.T) {
 	p.cmd.Process.Signal(syscall.SIGSTOP)
 	waitAgreed(t, nodes[0], p.name, "failed", 60*time.Second)
 	p.cmd.Process.Signal(syscall.SIGCONT)
+	// Back from the pause its lease has run out: it fences first thing,
+	// once (learning its removal a moment later does not fence it again).
 	waitFor(t, 60*time.Second, p.name+" runs its fence handler", func() error {
 		b, err := os.ReadFile(filepath.Join(dir, "fence."+p.name))
-		if err != nil || !strings.HasPrefix(string(b), "removed ") {
+		if err != nil || !strings.HasPrefix(string(b), "lease-expired ") {
 			return fmt.Errorf("fence log %q (%v)", b, err)
 		}
 		return nil
 	})
+	waitAgreed(t, nodes[0], p.name, "alive", 60*time.Second)
+	if b, _ := os.ReadFile(filepath.Join(dir, "fence."+p.name)); strings.Count(string(b), "\n") != 1 {
+		t.Errorf("fence handler runs: %q, want one", b)
+	}
 }

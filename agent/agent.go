@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -43,6 +44,13 @@ type Agent struct {
 	started time.Time
 	det     *detector
 	rec     *recoveries
+	// cluster holds the cluster id ("" until this agent belongs to one);
+	// serf's merge delegate reads it from serf's goroutines.
+	cluster atomic.Pointer[string]
+	// bootstrapping: --bootstrap on a data dir with no cluster.
+	bootstrapping bool
+	// fatalErr is set by fatal: the loop stops with it.
+	fatalErr error
 
 	requests chan request
 	// stopping is closed when the loop stops; goroutines that report to
@@ -86,16 +94,27 @@ func (a *Agent) start() (err error) {
 	if a.store, err = store.Open(cfg.DataDir, store.Options{Timeout: storeTimeout}); err != nil {
 		return err
 	}
+	id, err := a.store.Meta(clusterMeta)
+	if err != nil {
+		return err
+	}
+	if len(id) == 0 && cfg.Bootstrap {
+		epoch, _, err := a.store.LoadView()
+		if err != nil {
+			return err
+		}
+		if epoch == 0 {
+			id, a.bootstrapping = []byte(newClusterID()), true
+		}
+	}
+	a.setClusterID(string(id))
 	if a.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
 			return fmt.Errorf("--http-addr %s is already in use", cfg.HTTPAddr)
 		}
 		return fmt.Errorf("--http-addr %s: %v", cfg.HTTPAddr, err)
 	}
-	tags := map[string]string{membership.BootTag: a.boot}
-	for k, v := range cfg.Tags {
-		tags[k] = v
-	}
+	tags := a.ownTags()
 	a.mesh, err = membership.Start(membership.Config{
 		NodeName:      cfg.NodeName,
 		BindAddr:      cfg.BindIP,
@@ -106,6 +125,7 @@ func (a *Agent) start() (err error) {
 		Tags:          tags,
 		EncryptKey:    cfg.EncryptKey,
 		Logger:        log,
+		Cluster:       a.clusterID,
 	})
 	if err != nil {
 		return err
@@ -125,6 +145,37 @@ func (a *Agent) start() (err error) {
 	}
 	a.http = &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second}
 	return nil
+}
+
+// clusterMeta is the store's agent-metadata key of the cluster id.
+const clusterMeta = "cluster"
+
+func (a *Agent) clusterID() string {
+	if p := a.cluster.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+func (a *Agent) setClusterID(id string) { a.cluster.Store(&id) }
+
+// newClusterID makes a random cluster id.
+func newClusterID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err)) // never fails on Linux
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// fatal stops the agent with err: a store write that failed leaves state
+// that must not be acted on (nothing unpersisted leaves this node). The
+// loop stops before it handles anything else.
+func (a *Agent) fatal(err error) {
+	if a.fatalErr == nil {
+		a.fatalErr = err
+		a.log.Error().Err(err).Msg("stopping: a write to the data dir failed")
+	}
 }
 
 func newBootID() (string, error) {
@@ -209,10 +260,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	var runErr error
 loop:
 	for {
+		// Every case that acts checks the lease first: a node back from a
+		// pause fences before it does anything else.
 		select {
 		case <-ctx.Done():
 			break loop
 		case r := <-a.requests:
+			a.det.checkLease(time.Now())
 			if r.leave {
 				leaveReq = &r
 				break loop
@@ -228,40 +282,64 @@ loop:
 				break loop
 			}
 		case <-a.mesh.Notify():
+			a.det.checkLease(time.Now())
 			for _, ev := range a.mesh.TakeEvents() {
 				a.handleEvent(ev)
 			}
 			for _, in := range a.det.msg.TakeInbound() {
-				if in.Query == membership.JournalQuery {
+				switch in.Query {
+				case membership.JournalQuery:
 					a.answerJournal(in)
-					continue
+				case membership.JournalPutQuery:
+					a.answerJournalPut(in)
+				default:
+					a.det.onInbound(in)
 				}
-				a.det.onInbound(in)
 			}
 		case now := <-probeT.C:
+			a.det.checkLease(time.Now())
 			a.det.probeDue(now)
 		case r := <-a.det.probeCh:
+			a.det.checkLease(time.Now())
 			a.det.onProbe(r)
 		case r := <-a.det.burstCh:
+			a.det.checkLease(time.Now())
 			a.det.onBurst(r)
-		case <-consT.C:
+		case now := <-consT.C:
+			a.det.checkLease(time.Now())
 			a.det.tick()
+			a.runDue(now)
 		case r := <-a.rec.reports:
+			a.det.checkLease(time.Now())
 			a.onRecoveryReport(r)
 		case c := <-a.rec.checked:
+			a.det.checkLease(time.Now())
 			a.onJournalChecked(c)
 		case d := <-a.done:
+			a.det.checkLease(time.Now())
 			a.running--
 			a.logHandler(d)
+		}
+		if a.fatalErr != nil {
+			runErr = a.fatalErr
+			break loop
 		}
 		a.startHandlers()
 	}
 
-	// Leave gracefully: tell the cluster, then stop.
-	a.log.Info().Msg("leaving the cluster")
-	leaveErr := a.mesh.Leave()
-	if leaveErr != nil {
-		a.log.Error().Err(leaveErr).Msg("graceful leave failed")
+	// A node that leaves the view stops acting for it at once.
+	for id, cancel := range a.rec.running {
+		a.log.Warn().Str("id", id).Msg("leaving: killing the recovery handler")
+		cancel()
+	}
+	// Leave gracefully: tell the cluster, then stop. After a failed write
+	// the agent stops like a crash instead: the others decide it failed.
+	var leaveErr error
+	if a.fatalErr == nil {
+		a.log.Info().Msg("leaving the cluster")
+		if leaveErr = a.mesh.Leave(); leaveErr != nil {
+			a.log.Error().Err(leaveErr).Msg("graceful leave failed")
+		}
 	}
 	if leaveReq != nil {
 		leaveReq.done <- leaveErr
@@ -299,7 +377,7 @@ func (a *Agent) queueHandlers(ev membership.Event) {
 
 // startHandlers starts queued handlers up to the concurrency bound.
 func (a *Agent) startHandlers() {
-	for a.running < a.cfg.HandlerConcurrency && len(a.queue) > 0 {
+	for a.fatalErr == nil && a.running < a.cfg.HandlerConcurrency && len(a.queue) > 0 {
 		j := a.queue[0]
 		a.queue = a.queue[1:]
 		a.running++
@@ -341,19 +419,35 @@ func (a *Agent) rejoin(dec consensus.Decision) {
 		return
 	}
 	a.boot = boot
-	tags := map[string]string{membership.BootTag: boot}
-	for k, v := range a.cfg.Tags {
-		tags[k] = v
-	}
-	if err := a.mesh.SetTags(tags); err != nil {
+	if err := a.mesh.SetTags(a.ownTags()); err != nil {
 		a.log.Error().Err(err).Msg("cannot publish the new boot id")
 	}
 	if err := a.store.RecordBoot(store.Boot{ID: boot, Node: a.cfg.NodeName, Started: time.Now()}); err != nil {
-		a.log.Error().Err(err).Msg("cannot record the new boot")
+		a.fatal(fmt.Errorf("record the new boot: %w", err))
 	}
 	a.log.Warn().Str("old_boot", old).Str("boot", boot).Uint64("epoch", dec.Epoch+1).Str("id", dec.ID()).
 		Msg("this node was declared failed; rejoining under a new boot id")
-	a.fence("removed", dec.Epoch+1)
+	if a.det.leaseFenced {
+		a.stopRecoveries() // the fence handler ran when the lease ran out
+	} else {
+		a.fence("removed", dec.Epoch+1)
+	}
+}
+
+// ownTags are the serf tags this agent publishes: the operator's, and
+// vigil's reserved ones.
+func (a *Agent) ownTags() map[string]string {
+	tags := map[string]string{membership.BootTag: a.boot}
+	if a.cfg.RecoveryHandler != "" {
+		tags[membership.ExecutorTag] = "1"
+	}
+	if id := a.clusterID(); id != "" {
+		tags[membership.ClusterTag] = id
+	}
+	for k, v := range a.cfg.Tags {
+		tags[k] = v
+	}
+	return tags
 }
 
 func (a *Agent) gossipAddr() string { return hostPort(a.mesh.Local()) }
@@ -367,16 +461,11 @@ func (a *Agent) handleEvent(ev membership.Event) {
 	case membership.User:
 		first, err := a.store.MarkEvent(store.EventKey{Name: ev.Name, LTime: ev.LTime, Payload: ev.Payload})
 		if err != nil {
-			a.log.Error().Err(err).Str("event", ev.Name).Msg("cannot record user event; not running its handlers")
+			a.fatal(fmt.Errorf("record user event %s: %w", ev.Name, err))
 			return
 		}
-		switch ev.Name {
-		case DecisionEvent:
+		if ev.Name == DecisionEvent {
 			a.det.onDecisionEvent(ev.Payload)
-		case recovery.EventStarted, recovery.EventDone, recovery.EventFailed:
-			if first {
-				a.onRecoveryEvent(ev.Name, ev.Payload)
-			}
 		}
 		if !first {
 			a.log.Debug().Str("event", ev.Name).Uint64("ltime", ev.LTime).Msg("user event already handled")
@@ -392,7 +481,8 @@ func (a *Agent) handleEvent(ev membership.Event) {
 			Event: strings.TrimPrefix(ev.Type.String(), "member-"), Source: "serf",
 		}
 		if err := a.store.AppendMember(rec); err != nil {
-			a.log.Error().Err(err).Msg("cannot record member history")
+			a.fatal(fmt.Errorf("record member history: %w", err))
+			return
 		}
 		a.log.Info().Str("event", ev.Type.String()).Str("member", m.Name).Str("addr", rec.Addr).Msg("gossip member event")
 	}

@@ -28,6 +28,7 @@ const (
 	KindMap           // repeatable k=v flag, JSON object, env list of k=v
 	KindDuration      // Go duration ("5s"), JSON string
 	KindInt
+	KindBool // a flag without a value; "true"/"false" in env and file
 )
 
 // Setting is one agent option. It is a flag --Name, an environment
@@ -54,6 +55,8 @@ func Settings() []Setting {
 		{Name: "retry-join", Key: "retry_join", Kind: KindList, Sep: ",", Usage: "seed address to keep trying in the background until one answers; repeatable"},
 		{Name: "retry-interval", Key: "retry_interval", Kind: KindDuration, Default: "5s", Usage: "time between --retry-join attempts"},
 		{Name: "retry-max", Key: "retry_max", Kind: KindInt, Default: "0", Usage: "attempts of --retry-join before the agent gives up and exits (0: no limit)"},
+		{Name: "bootstrap", Key: "bootstrap", Kind: KindBool, Usage: "create a new cluster with this agent as its first member, if its data dir holds none; give it to one agent, once"},
+		{Name: "bootstrap-expect", Key: "bootstrap_expect", Kind: KindInt, Default: "0", Usage: "create a new cluster once this many agents without one see each other (give the same N to each); 0: off"},
 		{Name: "data-dir", Key: "data_dir", Default: "./vigil-data", Usage: "directory of the agent's durable state (created if missing)"},
 		{Name: "http-addr", Key: "http_addr", Default: "127.0.0.1:7947", Usage: "address of the HTTP API, IP:PORT"},
 		{Name: "tag", Key: "tags", Kind: KindMap, Sep: ",", Usage: "tag KEY=VALUE published to the cluster; repeatable"},
@@ -63,7 +66,7 @@ func Settings() []Setting {
 		{Name: "recovery-handler", Key: "recovery_handler", Usage: "executable run once, cluster-wide, for each confirmed failure"},
 		{Name: "recovery-retries", Key: "recovery_retries", Kind: KindInt, Default: "3", Usage: "retries of a recovery handler that exits non-zero, with exponential backoff from 1s"},
 		{Name: "fence-handler", Key: "fence_handler", Usage: "executable run on this node when it learns it was removed from the view, or after --fence-after without contact with a quorum"},
-		{Name: "fence-after", Key: "fence_after", Kind: KindDuration, Default: "30s", Usage: "time without contact with a quorum of the view before --fence-handler runs"},
+		{Name: "fence-after", Key: "fence_after", Kind: KindDuration, Default: "2s", Usage: "the lease: this node fences when no quorum of its view answered its pings for this long, and the others wait this long (scaled by the clock-rate bound) before they recover a node they removed; the same on every agent"},
 		{Name: "event-handler", Key: "event_handlers", Kind: KindList, Sep: ";", Usage: "serf-style handler [FILTER=]SCRIPT; repeatable"},
 		{Name: "handler-timeout", Key: "handler_timeout", Kind: KindDuration, Default: "60s", Usage: "a handler still running after this is killed with its process group"},
 		{Name: "handler-concurrency", Key: "handler_concurrency", Kind: KindInt, Default: "4", Usage: "handlers that may run at once; later ones wait in a queue"},
@@ -103,9 +106,14 @@ type Config struct {
 	RecoveryRetries int
 	// FenceHandler is an executable path, or empty.
 	FenceHandler string
-	// FenceAfter is how long without contact with a quorum before the
-	// fence handler runs; > 0.
-	FenceAfter    time.Duration
+	// FenceAfter is the lease (consensus.LeaseExpiry): how long this node
+	// holds its membership after the last contact with a quorum; > 0.
+	FenceAfter time.Duration
+	// Bootstrap creates a new cluster when the data dir holds none;
+	// BootstrapExpect (≥ 0) does so once that many agents without a
+	// cluster see each other.
+	Bootstrap       bool
+	BootstrapExpect int
 	EventHandlers []recovery.EventHandler
 	// HandlerTimeout bounds every handler run; > 0.
 	HandlerTimeout time.Duration
@@ -218,6 +226,12 @@ func parseConfigFile(b []byte) (Values, error) {
 				return nil, fmt.Errorf("config file: key %q: want an integer", k)
 			}
 			out[s.Name] = []string{strconv.Itoa(n)}
+		case KindBool:
+			var b bool
+			if err := json.Unmarshal(v, &b); err != nil {
+				return nil, fmt.Errorf("config file: key %q: want true or false", k)
+			}
+			out[s.Name] = []string{strconv.FormatBool(b)}
 		default:
 			var str string
 			if err := json.Unmarshal(v, &str); err != nil {
@@ -286,8 +300,8 @@ func build(v Values) (Config, error) {
 		if !ok || k == "" {
 			return c, fmt.Errorf("--tag %q: want KEY=VALUE", kv)
 		}
-		if k == membership.BootTag {
-			return c, fmt.Errorf("--tag %q: the key %q is reserved for the boot id", kv, k)
+		if membership.Reserved(k) {
+			return c, fmt.Errorf("--tag %q: the key %q is reserved: vigil sets it itself", kv, k)
 		}
 		c.Tags[k] = val
 	}
@@ -319,6 +333,17 @@ func build(v Values) (Config, error) {
 	}
 	if c.FenceAfter, err = positiveDuration(one(v, "fence-after")); err != nil {
 		return c, fmt.Errorf("--fence-after: %v", err)
+	}
+	if b := one(v, "bootstrap"); b != "" {
+		if c.Bootstrap, err = strconv.ParseBool(b); err != nil {
+			return c, fmt.Errorf("--bootstrap %q: want true or false", b)
+		}
+	}
+	if c.BootstrapExpect, err = strconv.Atoi(one(v, "bootstrap-expect")); err != nil || c.BootstrapExpect < 0 {
+		return c, fmt.Errorf("--bootstrap-expect %q: want a whole number ≥ 0", one(v, "bootstrap-expect"))
+	}
+	if c.Bootstrap && c.BootstrapExpect > 0 {
+		return c, errors.New("--bootstrap and --bootstrap-expect: give one of them")
 	}
 	for _, spec := range v["event-handler"] {
 		h, err := recovery.ParseEventHandler(spec)

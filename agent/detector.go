@@ -72,10 +72,14 @@ type peerProbe struct {
 	inflight  int
 	samples   []sample
 	last      scoring.Result
+	// leaseOnly: an acceptor this node does not monitor, pinged only to
+	// keep the lease (its replies are not scored).
+	leaseOnly bool
 }
 
 type probeResult struct {
 	peer, boot string
+	sent       time.Time
 	rtt        time.Duration
 	miss, late bool
 	timeout    time.Duration
@@ -130,16 +134,26 @@ type detector struct {
 	// deferred holds the handler events of decisions learned while this
 	// node was behind the cluster; see flushDeferred.
 	deferred []deferredEvent
-	// noQuorumSince is when this node last saw a quorum of its view alive
-	// (zero: it sees one now); fencedNoQuorum: the fence ran for it.
-	noQuorumSince  time.Time
-	fencedNoQuorum bool
+	// The lease on this node's membership (consensus.LeaseExpiry): acked
+	// holds, per peer, the send time of the latest ping it acknowledged;
+	// leaseHeld says this incarnation has held the lease, leaseFenced that
+	// it ran out and the fence ran; leaseExpiry is its end.
+	acked       map[string]time.Time
+	leaseHeld   bool
+	leaseFenced bool
+	leaseExpiry time.Time
+	// leaseEpoch is the view epoch leaseOwn was computed in (from that
+	// view's acceptors alone); leasePrev is the same for the view before,
+	// when the view moved on by one decision: see checkLease.
+	leaseEpoch          uint64
+	leaseOwn, leasePrev time.Time
 	probeCh        chan probeResult
 	burstCh        chan burstResult
 	lastCatchup    time.Time
 	cpu            membership.CPUSampler
 	lastLoad       time.Time
 	susCfg         suspicion.Config
+	ccfg           consensus.Config
 }
 
 func newDetector(a *Agent) (*detector, error) {
@@ -147,7 +161,7 @@ func newDetector(a *Agent) (*detector, error) {
 		a: a, msg: a.mesh, base: time.Now(),
 		scorers: map[string]*scoring.Peer{}, probes: map[string]*peerProbe{},
 		bursting: map[string]bool{}, verdicts: map[string]cachedVerdict{},
-		status: map[string]agreed{}, pending: map[string]time.Time{},
+		status: map[string]agreed{}, pending: map[string]time.Time{}, acked: map[string]time.Time{},
 		probeCh: make(chan probeResult, 256), burstCh: make(chan burstResult, 16),
 		susCfg: suspicion.DefaultConfig(),
 	}
@@ -164,12 +178,14 @@ func newDetector(a *Agent) (*detector, error) {
 	}
 	ccfg := consensus.DefaultConfig()
 	ccfg.ID = a.cfg.NodeName
+	ccfg.Boot = a.boot
 	if a.cfg.Quorum == "two-thirds" {
 		d.quorum = consensus.TwoThirds
 	}
 	ccfg.Quorum = d.quorum
 	ccfg.Rand = rand.New(rand.NewSource(time.Now().UnixNano()))
 	ccfg.Verdict = consensus.JudgeFunc(d.verdict)
+	d.ccfg = ccfg
 	if d.cn, err = consensus.NewNode(ccfg, st); err != nil {
 		return nil, fmt.Errorf("restore consensus state from %s: %w", a.store.Path(), err)
 	}
@@ -177,14 +193,18 @@ func newDetector(a *Agent) (*detector, error) {
 }
 
 // restore reads the acceptor state, the latest view and the log tail, and
-// rebuilds the agreed statuses. A new agent started without seeds
-// bootstraps a cluster of one.
+// rebuilds the agreed statuses. Only an agent started with --bootstrap
+// and an empty data dir creates a cluster; any other agent with an empty
+// data dir waits to learn a view from a peer, and votes only once the
+// view has added it (consensus.PersistentState.Fresh).
 func (d *detector) restore() (consensus.PersistentState, error) {
 	var st consensus.PersistentState
 	s := d.a.store
-	if b, err := s.LoadAcceptor(); err != nil {
+	b, err := s.LoadAcceptor()
+	if err != nil {
 		return st, err
-	} else if b != nil {
+	}
+	if b != nil {
 		if st.Acceptor, err = consensus.DecodeAcceptorState(b); err != nil {
 			return st, fmt.Errorf("%s: acceptor state: %w", s.Path(), err)
 		}
@@ -198,13 +218,14 @@ func (d *detector) restore() (consensus.PersistentState, error) {
 			return st, fmt.Errorf("%s: stored view is unreadable: %v", s.Path(), err)
 		}
 	}
-	if st.View.Epoch == 0 && len(d.a.cfg.Join) == 0 && len(d.a.cfg.RetryJoin) == 0 {
-		self := consensus.Member{Name: d.a.cfg.NodeName, Boot: d.a.boot, Addr: d.a.gossipAddr()}
-		st.View = consensus.Bootstrap(self)
-		if err := d.saveView(st.View); err != nil {
+	switch {
+	case st.View.Epoch == 0 && d.a.bootstrapping:
+		if st, err = d.bootstrap(); err != nil {
 			return st, err
 		}
-		d.a.log.Info().Uint64("epoch", 1).Msg("bootstrapped a new cluster: the view is this node alone")
+	case st.View.Epoch == 0:
+		st.Fresh = b == nil
+		d.a.log.Info().Msg("no cluster in the data dir: waiting to join one (--join, --retry-join, vigil join), or start one agent with --bootstrap")
 	}
 	for _, m := range st.View.Members {
 		d.status[m.Name] = agreed{status: "alive", epoch: st.View.Epoch, boot: m.Boot, addr: m.Addr}
@@ -239,12 +260,108 @@ func (d *detector) restore() (consensus.PersistentState, error) {
 	return st, nil
 }
 
-func (d *detector) saveView(v consensus.View) error {
-	b, err := json.Marshal(v)
+// bootstrap creates the cluster: a view of this node alone, its acceptor
+// state and the cluster id, in one transaction.
+func (d *detector) bootstrap() (consensus.PersistentState, error) {
+	self := consensus.Member{Name: d.a.cfg.NodeName, Boot: d.a.boot, Addr: d.a.gossipAddr()}
+	st := consensus.PersistentState{View: consensus.Bootstrap(self), Acceptor: consensus.AcceptorState{Epoch: 1}}
+	vb, err := json.Marshal(st.View)
 	if err != nil {
-		return err
+		return st, err
 	}
-	return d.a.store.SaveView(v.Epoch, b)
+	ab, err := consensus.EncodeAcceptorState(st.Acceptor)
+	if err != nil {
+		return st, err
+	}
+	id := d.a.clusterID()
+	err = d.a.store.Batch(func(tx *store.Tx) error {
+		if err := tx.SaveView(1, vb); err != nil {
+			return err
+		}
+		if err := tx.SaveAcceptor(ab); err != nil {
+			return err
+		}
+		return tx.SetMeta(clusterMeta, []byte(id))
+	})
+	if err != nil {
+		return st, fmt.Errorf("bootstrap: %w", err)
+	}
+	d.a.log.Info().Str("cluster", id).Uint64("epoch", 1).Msg("bootstrapped a new cluster: the view is this node alone")
+	return st, nil
+}
+
+// bootstrapExpect creates the cluster once --bootstrap-expect agents
+// without one see each other: the one with the lowest name bootstraps,
+// the others learn its view and are added like any new member.
+func (d *detector) bootstrapExpect(members []membership.Member) {
+	n := d.a.cfg.BootstrapExpect
+	if n == 0 || d.cn.Epoch() > 0 || d.a.clusterID() != "" {
+		return
+	}
+	alive := 0
+	lowest := d.self()
+	for _, m := range members {
+		if m.Status != "alive" {
+			continue
+		}
+		if m.Tags[membership.ClusterTag] != "" {
+			return // a cluster exists: join it
+		}
+		alive++
+		lowest = min(lowest, m.Name)
+	}
+	if alive < n || lowest != d.self() {
+		return
+	}
+	d.a.setClusterID(newClusterID())
+	st, err := d.bootstrap()
+	if err != nil {
+		d.a.fatal(err)
+		return
+	}
+	cn, err := consensus.NewNode(d.ccfg, st)
+	if err != nil {
+		d.a.fatal(fmt.Errorf("bootstrap: %w", err))
+		return
+	}
+	d.cn = cn
+	d.status[d.self()] = agreed{status: "alive", epoch: 1, boot: d.a.boot, addr: d.a.gossipAddr()}
+	if err := d.a.mesh.SetTags(d.a.ownTags()); err != nil {
+		d.a.log.Error().Err(err).Msg("cannot publish the cluster id")
+	}
+	d.refreshMonitors()
+}
+
+// adoptCluster takes the cluster id of the peer this node learned its
+// first view from.
+func (d *detector) adoptCluster(from string) {
+	if d.a.clusterID() != "" || d.cn.Epoch() == 0 {
+		return
+	}
+	m, ok := d.serfMember(from)
+	id := m.Tags[membership.ClusterTag]
+	if !ok || id == "" {
+		return
+	}
+	if err := d.a.store.SetMeta(clusterMeta, []byte(id)); err != nil {
+		d.a.fatal(fmt.Errorf("record the cluster id: %w", err))
+		return
+	}
+	d.a.setClusterID(id)
+	d.a.log.Info().Str("cluster", id).Str("from", from).Msg("joined the cluster")
+	if err := d.a.mesh.SetTags(d.a.ownTags()); err != nil {
+		d.a.log.Error().Err(err).Msg("cannot publish the cluster id")
+	}
+}
+
+// foreign reports whether a member carries another cluster's id.
+func (d *detector) foreign(name string) bool {
+	ours := d.a.clusterID()
+	if ours == "" {
+		return false
+	}
+	m, ok := d.serfMember(name)
+	return ok && m.Tags[membership.ClusterTag] != "" && m.Tags[membership.ClusterTag] != ours
 }
 
 // noteStatus records what a decision says of its subject.
@@ -286,6 +403,15 @@ func (d *detector) down(name string) bool {
 	return false
 }
 
+// ineligible reports whether serf knows name as a member without a
+// recovery handler: it is never named executor. A member serf does not
+// know counts as eligible, so that two agents never both believe they
+// are the executor.
+func (d *detector) ineligible(name string) bool {
+	m, ok := d.serfMember(name)
+	return ok && m.Tags[membership.ExecutorTag] != "1"
+}
+
 // serfMember finds a member in serf's list.
 func (d *detector) serfMember(name string) (membership.Member, bool) {
 	for _, m := range d.a.mesh.Members() {
@@ -310,8 +436,17 @@ func (d *detector) refreshMonitors() {
 			want[name] = m
 		}
 	}
+	lease := map[string]bool{}
+	if v.Contains(d.self()) {
+		for _, m := range consensus.Acceptors(v, 0) {
+			if _, ok := want[m.Name]; !ok && m.Name != d.self() {
+				want[m.Name] = m
+				lease[m.Name] = true
+			}
+		}
+	}
 	for name, p := range d.probes {
-		if m, ok := want[name]; !ok || m.Boot != p.boot {
+		if m, ok := want[name]; !ok || m.Boot != p.boot || p.leaseOnly != lease[name] {
 			delete(d.probes, name)
 			if !v.Contains(name) {
 				d.sus.Remove(name)
@@ -330,8 +465,10 @@ func (d *detector) refreshMonitors() {
 			d.a.log.Warn().Str("member", name).Str("addr", m.Addr).Msg("cannot probe a member with this address")
 			continue
 		}
-		d.probes[name] = &peerProbe{boot: m.Boot, addr: ip, port: uint16(port), next: time.Now()}
-		d.sus.For(name, m.Boot).ResetProposals()
+		d.probes[name] = &peerProbe{boot: m.Boot, addr: ip, port: uint16(port), next: time.Now(), leaseOnly: lease[name]}
+		if !lease[name] {
+			d.sus.For(name, m.Boot).ResetProposals()
+		}
 	}
 }
 
@@ -359,10 +496,13 @@ func (d *detector) probeDue(now time.Time) {
 		if now.Before(p.next) || p.inflight >= 32 {
 			continue
 		}
-		t := d.sus.For(name, p.boot)
 		timeout := d.missTimeout(name)
 		p.inflight++
-		p.next = now.Add(t.ProbeGap(d.now()))
+		if p.leaseOnly {
+			p.next = now.Add(d.susCfg.ProbeInterval)
+		} else {
+			p.next = now.Add(d.sus.For(name, p.boot).ProbeGap(d.now()))
+		}
 		name, boot, addr, port := name, p.boot, p.addr, p.port
 		d.a.spawn(func() { d.ping(name, boot, addr, port, timeout) })
 	}
@@ -383,6 +523,7 @@ func (d *detector) ping(name, boot string, addr net.IP, port uint16, timeout tim
 		err error
 	}
 	done := make(chan res, 1)
+	sent := time.Now()
 	go func() {
 		rtt, err := d.a.mesh.Ping(name, addr, port)
 		// memberlist reads its clock for the send after the send: an ack
@@ -398,11 +539,11 @@ func (d *detector) ping(name, boot string, addr net.IP, port uint16, timeout tim
 			// counted as a full wait.
 			r.rtt = timeout
 		}
-		d.deliver(probeResult{peer: name, boot: boot, rtt: r.rtt, miss: r.err != nil, timeout: timeout})
+		d.deliver(probeResult{peer: name, boot: boot, sent: sent, rtt: r.rtt, miss: r.err != nil, timeout: timeout})
 	case <-t.C:
-		d.deliver(probeResult{peer: name, boot: boot, rtt: timeout, miss: true, timeout: timeout})
+		d.deliver(probeResult{peer: name, boot: boot, sent: sent, rtt: timeout, miss: true, timeout: timeout})
 		if r := <-done; r.err == nil {
-			d.deliver(probeResult{peer: name, boot: boot, rtt: r.rtt, late: true, timeout: timeout})
+			d.deliver(probeResult{peer: name, boot: boot, sent: sent, rtt: r.rtt, late: true, timeout: timeout})
 		}
 	}
 }
@@ -417,6 +558,9 @@ func (d *detector) deliver(r probeResult) {
 
 // onProbe feeds one probe result through scoring and suspicion.
 func (d *detector) onProbe(r probeResult) {
+	if !r.miss && r.sent.After(d.acked[r.peer]) {
+		d.acked[r.peer] = r.sent // contact, for the lease
+	}
 	p, ok := d.probes[r.peer]
 	if !ok || p.boot != r.boot {
 		return
@@ -424,6 +568,9 @@ func (d *detector) onProbe(r probeResult) {
 	now := time.Now()
 	if !r.late {
 		p.inflight--
+	}
+	if p.leaseOnly {
+		return
 	}
 	sm := scoring.Sample{RTT: r.rtt, Miss: r.miss}
 	if !p.lastReply.IsZero() {
@@ -500,7 +647,12 @@ func (d *detector) proposeFailure(name string, t *suspicion.Tracker) {
 	if rank > 0 && t.Explain(d.now()).InStateFor < time.Duration(rank)*rankHeadStart {
 		return
 	}
-	exec := recovery.Executor(viewNames(v), name, d.down)
+	exec := recovery.Executor(viewNames(v), name, func(o string) bool { return d.down(o) || d.ineligible(o) })
+	if exec == "" {
+		// No live member has a recovery handler: the failure is still
+		// decided (its member-failed handlers run); nobody recovers it.
+		exec = recovery.Executor(viewNames(v), name, d.down)
+	}
 	if d.propose(consensus.Change{Kind: consensus.Remove, Reason: consensus.Failed, Member: m, Executor: exec}) {
 		// Back off only from a proposal that started; one refused because
 		// another is in flight is tried again at the next probe.
@@ -644,6 +796,15 @@ func (d *detector) onInbound(in membership.Inbound) {
 		d.a.log.Warn().Str("from", in.From).Str("claims", m.From).Msg("dropping a consensus message with a forged sender")
 		return
 	}
+	if d.foreign(in.From) {
+		d.a.log.Warn().Str("from", in.From).Msg("dropping a consensus message from another cluster")
+		return
+	}
+	if (m.Type == consensus.MsgDecided || m.Type == consensus.MsgSnapshot) && d.cn.Epoch() > 0 && !d.cn.View().Contains(in.From) {
+		// Decisions come from the members that learned them from a quorum.
+		d.a.log.Warn().Str("from", in.From).Str("msg", m.String()).Msg("dropping a decision from a node outside the view")
+		return
+	}
 	if m.Type == consensus.MsgPrepare && m.Change.Kind == consensus.Remove {
 		// Stale evidence, or a suspicion not yet concluded (the proposer
 		// crossed its bar a moment before this node): ping the subject in a
@@ -661,6 +822,7 @@ func (d *detector) onInbound(in membership.Inbound) {
 		d.a.log.Debug().Err(err).Str("msg", m.String()).Msg("consensus message not taken")
 	}
 	d.handleReady(&in)
+	d.adoptCluster(in.From)
 	if in.CanReply() {
 		_ = in.Reply(nil) // an empty answer: received, nothing to say
 	}
@@ -693,6 +855,9 @@ func (d *detector) send(m consensus.Message, reply *membership.Inbound) {
 // handleReady does what consensus asks, in its order: persist, then send,
 // then act on decisions.
 func (d *detector) handleReady(reply *membership.Inbound) {
+	if d.a.fatalErr != nil {
+		return // stopping: the node's memory is ahead of the disk
+	}
 	rd := d.cn.Ready()
 	if rd.IsEmpty() {
 		return
@@ -727,8 +892,9 @@ func (d *detector) handleReady(reply *membership.Inbound) {
 		return nil
 	})
 	if err != nil {
-		// Nothing that depends on unsaved state may leave this node.
-		d.a.log.Error().Err(err).Msg("cannot persist consensus state; not sending")
+		// Nothing that depends on unsaved state may leave this node: the
+		// agent stops, and restarts from what is on disk.
+		d.a.fatal(fmt.Errorf("persist consensus state: %w", err))
 		return
 	}
 	for _, m := range rd.Messages {
@@ -877,36 +1043,69 @@ func (d *detector) tick() {
 			d.a.mesh.SetLoad(ld)
 		}
 	}
+	d.bootstrapExpect(members)
 	d.proposeMembership(now, members)
-	d.checkQuorumContact(now, members)
 }
 
-// checkQuorumContact fences this node when, for --fence-after, fewer
-// members of its view than a quorum are alive to its gossip (itself
-// included): the other side may be deciding without it.
-func (d *detector) checkQuorumContact(now time.Time, members []membership.Member) {
+// checkLease renews or ends this node's lease on its membership
+// (consensus.LeaseExpiry) and fences the node the moment it runs out: the
+// majority may decide without it, and will start a recovery for it once
+// the lease has provably ended. The loop calls it before it acts on
+// anything, so a node back from a pause fences first.
+func (d *detector) checkLease(now time.Time) {
 	v := d.cn.View()
 	if !v.Contains(d.self()) {
+		d.leaseHeld, d.leaseFenced = false, false
 		return
 	}
-	alive := 1
-	for _, m := range members {
-		if vm, ok := v.Lookup(m.Name); ok && m.Name != d.self() && m.Status == "alive" && m.Tags[membership.BootTag] == vm.Boot {
-			alive++
+	acc := consensus.Acceptors(v, 0)
+	self := false
+	contacts := make([]time.Time, 0, len(acc))
+	for _, m := range acc {
+		if m.Name == d.self() {
+			self = true
+			continue
 		}
+		contacts = append(contacts, d.acked[m.Name])
 	}
-	if alive >= consensus.QuorumSize(len(consensus.Acceptors(v, 0)), d.quorum) {
-		d.noQuorumSince, d.fencedNoQuorum = time.Time{}, false
-		return
+	exp, _ := consensus.LeaseExpiry(now, contacts, self, consensus.QuorumSize(len(acc), d.quorum), d.a.cfg.FenceAfter)
+	// One decision changes the acceptors by one member, and a quorum of
+	// the old acceptors and one of the new still share a member (as in
+	// Raft's single-server changes), so the lease the old view granted
+	// holds into the next one: a new member has not been pinged yet. It
+	// is never carried over two changes or a snapshot.
+	switch {
+	case v.Epoch == d.leaseEpoch:
+	case v.Epoch == d.leaseEpoch+1:
+		d.leasePrev = d.leaseOwn
+	default:
+		d.leasePrev = time.Time{}
 	}
-	if d.noQuorumSince.IsZero() {
-		d.noQuorumSince = now
+	d.leaseEpoch, d.leaseOwn = v.Epoch, exp
+	if d.leasePrev.After(exp) {
+		exp = d.leasePrev
 	}
-	if !d.fencedNoQuorum && now.Sub(d.noQuorumSince) >= d.a.cfg.FenceAfter {
-		d.fencedNoQuorum = true
-		d.a.log.Warn().Dur("for", now.Sub(d.noQuorumSince)).Int("alive", alive).Msg("no contact with a quorum of the view")
-		d.a.fence("no-quorum", v.Epoch)
+	d.leaseExpiry = exp
+	valid := now.Before(exp)
+	switch {
+	case valid && d.leaseFenced:
+		d.leaseFenced = false
+		d.a.log.Warn().Uint64("epoch", v.Epoch).
+			Msg("lease renewed: a quorum answers again and this node is still a member; what the fence handler stopped stays stopped")
+	case valid:
+		d.leaseHeld = true
+	case d.leaseHeld && !d.leaseFenced:
+		d.leaseFenced = true
+		d.a.log.Warn().Time("expired", exp).Dur("lease", d.a.cfg.FenceAfter).Uint64("epoch", v.Epoch).
+			Msg("lease expired: no quorum of the view answered within the lease; fencing")
+		d.a.fence("lease-expired", v.Epoch)
 	}
+}
+
+// leaseValid reports whether this node holds its lease now: only then may
+// it act for the cluster (run a recovery).
+func (d *detector) leaseValid(now time.Time) bool {
+	return d.leaseHeld && !d.leaseFenced && now.Before(d.leaseExpiry)
 }
 
 // proposeMembership proposes adding members serf sees alive that the view
@@ -975,16 +1174,32 @@ func (d *detector) onSerfEvent(ev membership.Event) {
 	}
 }
 
-// onDecisionEvent learns a decision announced by its proposer.
+// onDecisionEvent takes a decision announced by gossip as a hint only:
+// anyone who can send a serf user event can send one. If it is news, this
+// node asks a member of its view for the log (consensus catch-up), and
+// learns only what members hold, who learned it from a quorum.
 func (d *detector) onDecisionEvent(payload []byte) {
 	dec, err := consensus.DecodeDecision(payload)
 	if err != nil {
 		d.a.log.Warn().Err(err).Msg("ignoring a malformed decision announcement")
 		return
 	}
-	if err := d.cn.Learn(dec); err != nil {
-		d.a.log.Debug().Err(err).Uint64("epoch", dec.Epoch).Msg("announced decision not taken")
+	if dec.Epoch < d.cn.Epoch() {
+		return
 	}
+	v := d.cn.View()
+	peer := dec.Change.Evidence.Proposer
+	if !v.Contains(peer) || peer == d.self() {
+		peer = ""
+		for _, name := range recovery.Successors(viewNames(v), d.self(), 1) {
+			peer = name
+		}
+	}
+	if peer == "" {
+		return
+	}
+	d.a.log.Debug().Uint64("epoch", dec.Epoch).Str("ask", peer).Msg("a decision was announced: asking a member for the log")
+	d.cn.CatchUp(peer)
 	d.handleReady(nil)
 }
 
@@ -1009,7 +1224,7 @@ func (d *detector) members() []MemberInfo {
 		boot := m.Tags[membership.BootTag]
 		info := MemberInfo{Name: m.Name, Addr: hostPort(m), Gossip: m.Status, Boot: boot, Tags: map[string]string{}}
 		for k, val := range m.Tags {
-			if k != membership.BootTag {
+			if !membership.Reserved(k) {
 				info.Tags[k] = val
 			}
 		}

@@ -226,6 +226,10 @@ func (a *Agent) apiEvent(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, errors.New("the event needs a name"))
 		return
 	}
+	if membership.ReservedEvent(req.Name) {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("event %q: names starting with vigil- or recovery- are vigil's own", req.Name))
+		return
+	}
 	if err := a.mesh.UserEvent(req.Name, []byte(req.Payload), req.Coalesce); err != nil {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("event: %v", err))
 		return

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"sort"
 	"time"
@@ -36,6 +37,16 @@ type recoveries struct {
 	// cluster before this node runs them; checked brings the answers.
 	checking map[string]bool
 	checked  chan journalCheck
+	// due holds the jobs waiting out consensus.RecoveryDelay before this
+	// node may run them: the removed node's lease must have ended first.
+	due map[string]dueJob
+}
+
+// dueJob is a job that may run from at on; inherited says it must first
+// be checked with the cluster (maybeRun).
+type dueJob struct {
+	at        time.Time
+	inherited bool
 }
 
 // journalCheck is what the cluster said of one job: the entries of the
@@ -49,7 +60,7 @@ type journalCheck struct {
 func newRecoveries() *recoveries {
 	return &recoveries{
 		running: map[string]context.CancelFunc{}, reports: make(chan recoveryReport, 16),
-		checking: map[string]bool{}, checked: make(chan journalCheck, 4),
+		checking: map[string]bool{}, checked: make(chan journalCheck, 4), due: map[string]dueJob{},
 	}
 }
 
@@ -75,7 +86,7 @@ func (a *Agent) saveJob(j recovery.Job) {
 		err = a.store.PutJob(j.ID, b)
 	}
 	if err != nil {
-		a.log.Error().Err(err).Str("id", j.ID).Msg("cannot write the recovery journal")
+		a.fatal(fmt.Errorf("write the recovery journal (%s): %w", j.ID, err))
 	}
 }
 
@@ -108,13 +119,13 @@ func (a *Agent) onFailureDecided(dec consensus.Decision, prev consensus.View) {
 		return // journaled already: from an earlier run of this agent
 	}
 	job := recovery.Job{
-		ID: id, Epoch: dec.Epoch + 1, Node: c.Member.Name, Boot: c.Member.Boot, Addr: c.Member.Addr,
+		ID: id, Epoch: dec.Epoch + 1, Token: dec.Epoch + 1, Node: c.Member.Name, Boot: c.Member.Boot, Addr: c.Member.Addr,
 		Executor: c.Executor, Proposer: c.Evidence.Proposer, State: recovery.Pending, Updated: time.Now(),
 	}
 	if sm, ok := a.det.serfMember(c.Member.Name); ok {
 		job.Tags = map[string]string{}
 		for k, v := range sm.Tags {
-			if k != membership.BootTag {
+			if !membership.Reserved(k) {
 				job.Tags[k] = v
 			}
 		}
@@ -126,12 +137,45 @@ func (a *Agent) onFailureDecided(dec consensus.Decision, prev consensus.View) {
 	}
 	a.saveJob(job)
 	a.log.Info().Str("id", id).Str("node", job.Node).Str("executor", job.Executor).Uint64("epoch", job.Epoch).Msg("recovery journaled")
-	a.maybeRun(job, false)
+	a.schedule(job, false)
+}
+
+// schedule runs a job this node executes once the lease of the node it
+// recovers (or took over from) has provably ended: RecoveryDelay after
+// this node learned of the removal. After a restart the wait starts again:
+// this node cannot know how long it was down.
+func (a *Agent) schedule(j recovery.Job, inherited bool) {
+	if j.State.Final() || j.Executor != a.cfg.NodeName || a.cfg.RecoveryHandler == "" {
+		return
+	}
+	if _, ok := a.rec.due[j.ID]; ok {
+		return
+	}
+	wait := consensus.RecoveryDelay(a.cfg.FenceAfter)
+	a.rec.due[j.ID] = dueJob{at: time.Now().Add(wait), inherited: inherited}
+	a.log.Info().Str("id", j.ID).Str("node", j.Node).Dur("after", wait).
+		Msg("recovery waits for the removed node's lease to end")
+}
+
+// runDue starts the scheduled jobs whose wait is over.
+func (a *Agent) runDue(now time.Time) {
+	for id, d := range a.rec.due {
+		if now.Before(d.at) {
+			continue
+		}
+		delete(a.rec.due, id)
+		if j, ok := a.loadJob(id); ok {
+			a.maybeRun(j, d.inherited)
+		}
+	}
 }
 
 // onMemberRemoved hands the unfinished jobs of a removed executor to the
 // executor of the new view, with the same decision id: every node computes
 // the same one from the view alone.
+//
+// The new executor runs with the epoch of view as its fencing token, above
+// the old executor's, and only after the old executor's lease has ended.
 func (a *Agent) onMemberRemoved(name string, view consensus.View) {
 	jobs, err := a.jobs()
 	if err != nil {
@@ -141,15 +185,16 @@ func (a *Agent) onMemberRemoved(name string, view consensus.View) {
 		if j.State.Final() || j.Executor != name {
 			continue
 		}
-		next := recovery.Executor(viewNames(view), j.Node, nil)
+		next := recovery.Executor(viewNames(view), j.Node, a.det.ineligible)
 		if next == "" {
+			a.log.Error().Str("id", j.ID).Str("node", j.Node).Msg("no member with a recovery handler is left to take the recovery over")
 			continue
 		}
-		j.HandOver(name, next, time.Now())
+		j.HandOver(name, next, view.Epoch, time.Now())
 		a.log.Warn().Str("id", j.ID).Str("node", j.Node).Str("from", name).Str("to", next).
 			Int("next_attempt", j.NextAttempt()).Msg("recovery taken over: its executor left the view")
 		a.saveJob(j)
-		a.maybeRun(j, true)
+		a.schedule(j, true)
 	}
 }
 
@@ -161,7 +206,7 @@ func (a *Agent) resumeRecoveries() {
 		return
 	}
 	for _, j := range jobs {
-		a.maybeRun(j, true)
+		a.schedule(j, true)
 	}
 }
 
@@ -178,8 +223,10 @@ func (a *Agent) maybeRun(j recovery.Job, inherited bool) {
 	if _, ok := a.rec.running[j.ID]; ok || a.rec.checking[j.ID] {
 		return
 	}
-	if !a.det.cn.View().Contains(a.cfg.NodeName) {
-		return // fenced: not a member
+	if !a.det.cn.View().Contains(a.cfg.NodeName) || !a.det.leaseValid(time.Now()) {
+		// Fenced, or not yet in contact with a quorum: try again later.
+		a.rec.due[j.ID] = dueJob{at: time.Now().Add(a.cfg.FenceAfter / 4), inherited: inherited}
+		return
 	}
 	if inherited {
 		a.rec.checking[j.ID] = true
@@ -259,11 +306,8 @@ func (a *Agent) answerJournal(in membership.Inbound) {
 		_ = in.Reply(nil) // an empty answer: this agent knows nothing of it
 		return
 	}
-	for i := range j.Attempts {
-		j.Attempts[i].Output = "" // the answer must fit a serf response
-	}
-	b, err := j.Encode()
-	if err != nil || len(b) > membership.MaxMessage {
+	b, err := journalWire(j)
+	if err != nil {
 		_ = in.Reply(nil)
 		return
 	}
@@ -272,7 +316,7 @@ func (a *Agent) answerJournal(in membership.Inbound) {
 
 // startRunner starts the runner of a job.
 func (a *Agent) startRunner(j recovery.Job) {
-	if _, ok := a.rec.running[j.ID]; ok {
+	if _, ok := a.rec.running[j.ID]; ok || a.fatalErr != nil {
 		return
 	}
 	ctx, cancel := context.WithCancel(a.hctx)
@@ -343,6 +387,9 @@ func (a *Agent) onRecoveryReport(r recoveryReport) {
 			Str("output", string(r.res.Output)).Msg("recovery handler ended")
 	}
 	a.saveJob(j)
+	a.replicate(j)
+	// The user event is for operators' `user` handlers; no agent journals
+	// it (anyone can send a user event).
 	if b, err := json.Marshal(ann); err == nil {
 		if err := a.mesh.UserEvent(name, b, false); err != nil {
 			a.log.Warn().Err(err).Str("event", name).Msg("cannot announce the recovery")
@@ -350,37 +397,114 @@ func (a *Agent) onRecoveryReport(r recoveryReport) {
 	}
 }
 
-// onRecoveryEvent journals another executor's announcement.
-func (a *Agent) onRecoveryEvent(name string, payload []byte) {
-	ann, err := recovery.DecodeAnnouncement(payload)
+// journalPutTries bounds how often an executor sends one journal entry
+// before it gives up on a quorum taking it.
+const journalPutTries = 10
+
+// replicate sends this executor's entry of a job to the other members of
+// the view until a quorum of them has taken it: a takeover reads a quorum
+// of the next view (onJournalChecked), so it cannot miss an outcome that
+// was replicated. An outcome the executor could not replicate before it
+// died is unknown to the cluster and the job is run again: make handlers
+// idempotent by VIGIL_DECISION_ID.
+func (a *Agent) replicate(j recovery.Job) {
+	b, err := journalWire(j)
 	if err != nil {
-		a.log.Warn().Err(err).Str("event", name).Msg("ignoring a malformed recovery announcement")
+		a.log.Error().Err(err).Str("id", j.ID).Msg("cannot send the journal entry to the cluster")
 		return
 	}
-	if ann.Executor == a.cfg.NodeName {
-		return // our own, journaled when it happened
+	others := map[string]bool{}
+	for _, m := range a.det.cn.View().Members {
+		if m.Name != a.cfg.NodeName {
+			others[m.Name] = true
+		}
 	}
-	j, ok := a.loadJob(ann.ID)
-	if !ok {
-		j = recovery.Job{ID: ann.ID, Node: ann.Node, Epoch: ann.Epoch, Executor: ann.Executor, State: recovery.Pending}
+	if len(others) == 0 {
+		return
 	}
-	now := time.Now()
-	switch name {
-	case recovery.EventStarted:
-		j.Started(ann.Attempt, ann.Executor, now)
-	default:
-		j.Ended(ann.Attempt, ann.Executor, recovery.Result{ExitCode: ann.Exit, TimedOut: ann.TimedOut}, ann.Final, now)
+	need := consensus.QuorumSize(len(others), a.det.quorum)
+	a.spawn(func() {
+		took := map[string]bool{}
+		for try := 1; try <= journalPutTries; try++ {
+			answers, err := a.mesh.Ask(membership.JournalPutQuery, b, journalAskTimeout)
+			for _, an := range answers {
+				if others[an.From] && string(an.Payload) == journalTaken {
+					took[an.From] = true
+				}
+			}
+			if len(took) >= need {
+				return
+			}
+			if err != nil || len(answers) == 0 {
+				if !pause(journalAskTimeout, a.stopping) {
+					return
+				}
+			}
+			select {
+			case <-a.stopping:
+				return
+			default:
+			}
+		}
+		a.log.Warn().Str("id", j.ID).Int("took", len(took)).Int("need", need).
+			Msg("too few members took the journal entry; a takeover may run the job again")
+	})
+}
+
+// journalTaken is a member's answer to a JournalPutQuery it took.
+const journalTaken = "ok"
+
+// journalWire is a job as it travels between agents: without outputs,
+// tags and votes, which every agent has from the decision or keeps first
+// hand, so that it fits a serf query.
+func journalWire(j recovery.Job) ([]byte, error) {
+	j.Tags, j.Votes = nil, nil
+	j.Attempts = append([]recovery.Attempt(nil), j.Attempts...)
+	for i := range j.Attempts {
+		j.Attempts[i].Output = ""
 	}
+	b, err := j.Encode()
+	if err == nil && len(b) > membership.MaxMessage {
+		err = fmt.Errorf("journal entry of %d bytes exceeds %d", len(b), membership.MaxMessage)
+	}
+	return b, err
+}
+
+// answerJournalPut takes an executor's entry of a job into this agent's
+// journal, if the sender is the job's executor by this agent's own journal
+// (which follows the decisions): a forged entry changes nothing.
+func (a *Agent) answerJournalPut(in membership.Inbound) {
+	o, err := recovery.DecodeJob(in.Payload)
+	if err != nil {
+		a.log.Warn().Err(err).Str("from", in.From).Msg("ignoring a malformed journal entry")
+		_ = in.Reply(nil)
+		return
+	}
+	j, ok := a.loadJob(o.ID)
+	if !ok || j.Executor != in.From {
+		a.log.Debug().Str("id", o.ID).Str("from", in.From).Str("executor", j.Executor).
+			Msg("not taking a journal entry from a member that is not the job's executor here")
+		_ = in.Reply(nil)
+		return
+	}
+	j.Merge(o)
 	a.saveJob(j)
+	_ = in.Reply([]byte(journalTaken))
+}
+
+// stopRecoveries kills every recovery handler this node runs: it may no
+// longer act for the cluster.
+func (a *Agent) stopRecoveries() {
+	for id, cancel := range a.rec.running {
+		a.log.Warn().Str("id", id).Msg("fenced: killing the recovery handler")
+		cancel()
+	}
 }
 
 // fence stops every recovery this node runs (it is no longer a member, so
 // its epoch is stale) and runs the fence handler.
 func (a *Agent) fence(reason string, epoch uint64) {
-	for id, cancel := range a.rec.running {
-		a.log.Warn().Str("id", id).Msg("fenced: killing the recovery handler")
-		cancel()
-	}
+	a.stopRecoveries()
 	if a.cfg.FenceHandler == "" {
 		return
 	}

@@ -276,6 +276,9 @@ func EncodeAcceptorState(s AcceptorState) ([]byte, error) {
 		w.change(s.Value)
 	}
 	w.uvarint(s.Round)
+	if s.VoteFrom != 0 {
+		w.uvarint(s.VoteFrom)
+	}
 	return w.b, w.err
 }
 
@@ -293,6 +296,9 @@ func DecodeAcceptorState(b []byte) (AcceptorState, error) {
 		s.Value = r.change()
 	}
 	s.Round = r.uvarint()
+	if r.err == nil && r.off < len(r.b) {
+		s.VoteFrom = r.uvarint() // absent in states written before it existed
+	}
 	if r.err == nil && r.off != len(r.b) {
 		r.fail("trailing bytes")
 	}

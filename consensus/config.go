@@ -57,6 +57,9 @@ func QuorumSize(n int, rule Quorum) int {
 type Config struct {
 	// ID is this node's member name (≤ MaxNameLen bytes).
 	ID string
+	// Boot is this incarnation's boot id: a Fresh node becomes a voter
+	// when the view adds ID@Boot.
+	Boot string
 	// Quorum is the quorum rule; it must be the same on every node.
 	Quorum Quorum
 	// CouncilSize bounds the acceptors of an instance: views with more

@@ -141,7 +141,10 @@ func NewNode(cfg Config, st PersistentState) (*Node, error) {
 	case a.Epoch > n.view.Epoch:
 		return nil, fmt.Errorf("%w: acceptor state for epoch %d ahead of view %d", ErrInconsistent, a.Epoch, n.view.Epoch)
 	case a.Epoch < n.view.Epoch:
-		a = AcceptorState{Epoch: n.view.Epoch} // its instance is decided and in the view
+		a = AcceptorState{Epoch: n.view.Epoch, VoteFrom: a.VoteFrom} // its instance is decided and in the view
+	}
+	if st.Fresh && a.VoteFrom == 0 {
+		a.VoteFrom = NoVote
 	}
 	if !a.Accepted.IsZero() {
 		if err := a.Value.Validate(); err != nil {
@@ -284,7 +287,7 @@ func (n *Node) Tick() {
 	case Idle:
 		// Paxos needs someone to finish an instance whose proposer
 		// vanished: an acceptor holding an undecided value drives it.
-		if !n.st.Accepted.IsZero() && n.isAcceptor(n.cfg.ID) {
+		if !n.st.Accepted.IsZero() && n.isAcceptor(n.cfg.ID) && n.voter() {
 			n.idle++
 			if n.idleLimit == 0 {
 				n.idleLimit = n.cfg.ProposalTimeout + n.randBackoff()
@@ -314,6 +317,22 @@ func (n *Node) randBackoff() int {
 func (n *Node) isAcceptor(name string) bool {
 	_, ok := n.accIdx[name]
 	return ok
+}
+
+// voter reports whether this node may vote in the current instance
+// (AcceptorState.VoteFrom).
+func (n *Node) voter() bool { return n.view.Epoch >= n.st.VoteFrom }
+
+// noteSelf makes a node that may not vote yet a voter from epoch e on,
+// once view v holds its current incarnation.
+func (n *Node) noteSelf(v View, e uint64) {
+	if n.st.VoteFrom != NoVote || n.cfg.Boot == "" {
+		return
+	}
+	if m, ok := v.Lookup(n.cfg.ID); ok && m.Boot == n.cfg.Boot {
+		n.st.VoteFrom = e
+		n.dirty = true
+	}
 }
 
 func (n *Node) send(m Message) {
@@ -385,7 +404,7 @@ func (n *Node) step(m Message) error {
 // nacks one lower than its promise (P1a, P2c). ok is false when the message
 // goes no further.
 func (n *Node) admit(m Message) (ok bool, err error) {
-	if !n.isAcceptor(n.cfg.ID) {
+	if !n.isAcceptor(n.cfg.ID) || !n.voter() {
 		return false, ErrNotAcceptor
 	}
 	if m.Ballot.Node != m.From {
@@ -696,8 +715,9 @@ func (n *Node) apply(d Decision) error {
 	n.abandon()
 	n.view = nv
 	n.head = max(n.head, nv.Epoch)
-	n.st = AcceptorState{Epoch: nv.Epoch}
+	n.st = AcceptorState{Epoch: nv.Epoch, VoteFrom: n.st.VoteFrom}
 	n.dirty = true
+	n.noteSelf(nv, nv.Epoch)
 	n.enterEpoch()
 	return nil
 }
@@ -862,8 +882,9 @@ func (n *Node) install(v View) {
 	n.abandon()
 	n.view = v
 	n.log = nil
-	n.st = AcceptorState{Epoch: v.Epoch}
+	n.st = AcceptorState{Epoch: v.Epoch, VoteFrom: n.st.VoteFrom}
 	n.dirty = true
+	n.noteSelf(v, v.Epoch)
 	n.rd.Decided = nil // subsumed by the snapshot
 	n.rd.Snapshot = &View{Epoch: v.Epoch, Members: slices.Clone(v.Members)}
 	n.head = max(n.head, v.Epoch)

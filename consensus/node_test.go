@@ -413,3 +413,51 @@ func TestDecisionID(t *testing.T) {
 		t.Fatal("different epochs share an id")
 	}
 }
+
+// An acceptor that lost its store comes back under the same name with a
+// new boot id. It may have promised or accepted something in the current
+// epoch and forgotten it, so it must not vote until the view adds its new
+// incarnation, and then only from the next epoch on. Without VoteFrom it
+// would answer this prepare with a fresh promise.
+func TestFreshStoreVotesOnlyAfterItsOwnAdd(t *testing.T) {
+	judge := JudgeFunc(func(Change) bool { return true })
+	v := View{Epoch: 7, Members: []Member{{Name: "a", Boot: "old"}, {Name: "b", Boot: "1"}, {Name: "c", Boot: "1"}}}
+	cfg := testConfig("a", 1, judge)
+	cfg.Boot = "new"
+	n, err := NewNode(cfg, PersistentState{View: v, Fresh: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prep := Message{Type: MsgPrepare, From: "b", To: "a", Epoch: 7, Ballot: Ballot{Round: 1, Node: "b"},
+		Change: Change{Kind: Remove, Reason: Failed, Member: Member{Name: "c", Boot: "1"}, Executor: "b"}}
+	if err := n.Step(prep); !errors.Is(err, ErrNotAcceptor) {
+		t.Fatalf("a fresh store answered a prepare in epoch 7: %v", err)
+	}
+	if rd := n.Ready(); len(rd.Messages) != 0 {
+		t.Fatalf("a fresh store sent %v", rd.Messages)
+	}
+	// The view adds a@new at epoch 7 → 8: a votes from epoch 8 on.
+	add := Decision{Epoch: 7, Ballot: Ballot{Round: 2, Node: "b"}, Change: Change{Kind: Add, Reason: Joined, Member: Member{Name: "a", Boot: "new"}}}
+	if err := n.Step(Message{Type: MsgDecided, From: "b", To: "a", Epoch: add.Epoch, Ballot: add.Ballot, Change: add.Change, Head: 8}); err != nil {
+		t.Fatal(err)
+	}
+	rd := n.Ready()
+	if rd.Persist == nil || rd.Persist.VoteFrom != 8 {
+		t.Fatalf("after its add: persisted %+v, want VoteFrom 8", rd.Persist)
+	}
+	prep.Epoch = 8
+	if err := n.Step(prep); err != nil {
+		t.Fatalf("a re-added node refused a prepare of epoch 8: %v", err)
+	}
+	if rd := n.Ready(); len(rd.Messages) != 1 || rd.Messages[0].Type != MsgPromise {
+		t.Fatalf("want a promise, got %v", rd.Messages)
+	}
+	// VoteFrom survives the store's round trip.
+	b, err := EncodeAcceptorState(AcceptorState{Epoch: 8, VoteFrom: NoVote})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := DecodeAcceptorState(b); err != nil || st.VoteFrom != NoVote {
+		t.Fatalf("decode: %+v %v", st, err)
+	}
+}

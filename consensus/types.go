@@ -346,7 +346,16 @@ type AcceptorState struct {
 	// Round is the highest round this node has used for its own ballots in
 	// Epoch, so that a restarted proposer never reuses a ballot.
 	Round uint64
+	// VoteFrom is the first epoch this node may vote in as an acceptor: 0
+	// for a node whose store has been with it since it joined, NoVote for
+	// a node that came back with an empty store (it may have promised
+	// something under the same name before and forgotten it) until the
+	// view adds its current incarnation, then the epoch after that add.
+	VoteFrom uint64
 }
+
+// NoVote is AcceptorState.VoteFrom of a node that may not vote yet.
+const NoVote = ^uint64(0)
 
 // PersistentState is what NewNode restores from: the latest acceptor state,
 // the current view, and optionally the tail of the view log (decisions
@@ -355,4 +364,7 @@ type PersistentState struct {
 	Acceptor AcceptorState
 	View     View
 	Log      []Decision
+	// Fresh says the store is new and the node did not create the cluster:
+	// it votes only from the epoch after the view adds it (VoteFrom).
+	Fresh bool
 }

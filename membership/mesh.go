@@ -25,6 +25,25 @@ const DefaultPort = 7946
 // operators cannot set it with --tag.
 const BootTag = "boot"
 
+// ExecutorTag is "1" on a member that has a recovery handler: only those
+// are named executors. ClusterTag carries the cluster id of a member that
+// belongs to a cluster. Both are reserved, like BootTag.
+const (
+	ExecutorTag = "recovery"
+	ClusterTag  = "cluster"
+)
+
+// ReservedEvent reports whether a user event name is vigil's own
+// (vigil-*, recovery-*): operators cannot send those.
+func ReservedEvent(name string) bool {
+	return strings.HasPrefix(name, "vigil-") || strings.HasPrefix(name, "recovery-")
+}
+
+// Reserved reports whether vigil sets the tag key itself.
+func Reserved(key string) bool {
+	return key == BootTag || key == ExecutorTag || key == ClusterTag
+}
+
 // Profiles are the memberlist timing profiles an operator can choose.
 var Profiles = []string{"lan", "wan", "local"}
 
@@ -47,6 +66,33 @@ type Config struct {
 	EncryptKey []byte
 	// Logger receives serf's and memberlist's logs.
 	Logger zerolog.Logger
+	// Cluster returns the id of the cluster this node belongs to, "" while
+	// it belongs to none. Members that carry another id in their
+	// ClusterTag are refused, at a join and whenever gossip brings them.
+	// Optional; it is called from serf's goroutines.
+	Cluster func() string
+}
+
+// clusterGuard is serf's merge delegate: it refuses members of another
+// cluster.
+type clusterGuard struct {
+	id  func() string
+	log zerolog.Logger
+}
+
+func (g clusterGuard) NotifyMerge(members []*serf.Member) error {
+	ours := g.id()
+	if ours == "" {
+		return nil
+	}
+	for _, m := range members {
+		if theirs := m.Tags[ClusterTag]; theirs != "" && theirs != ours {
+			err := fmt.Errorf("%s belongs to cluster %s, this agent to cluster %s: refusing to merge two clusters", m.Name, theirs, ours)
+			g.log.Error().Err(err).Msg("join refused")
+			return err
+		}
+	}
+	return nil
 }
 
 // Mesh is one node of the serf gossip mesh. Its events are queued at once
@@ -162,6 +208,9 @@ func Start(cfg Config) (*Mesh, error) {
 	sc.MemberlistConfig = mc
 	sc.Logger = lg
 	sc.EventCh = m.serfCh
+	if cfg.Cluster != nil {
+		sc.Merge = clusterGuard{id: cfg.Cluster, log: cfg.Logger}
+	}
 	// vigil does not use network coordinates; without them serf leaves
 	// memberlist's ping delegate free.
 	sc.DisableCoordinates = true
@@ -204,7 +253,7 @@ func (m *Mesh) Pump(ctx context.Context) {
 			return
 		case e := <-m.serfCh:
 			if q, ok := e.(*serf.Query); ok {
-				if q.Name == ConsensusQuery || q.Name == JournalQuery {
+				if q.Name == ConsensusQuery || q.Name == JournalQuery || q.Name == JournalPutQuery {
 					m.enqueueInbound(Inbound{Query: q.Name, From: q.SourceNode(), Payload: append([]byte(nil), q.Payload...), reply: q.Respond})
 				}
 				continue

@@ -18,6 +18,11 @@ const ConsensusQuery = "vigil-consensus"
 // (see Ask).
 const JournalQuery = "vigil-journal"
 
+// JournalPutQuery carries an executor's journal entry of a job to every
+// agent; an agent that takes it answers "ok". The executor repeats it
+// until a quorum has taken it, so a takeover that asks a quorum learns it.
+const JournalPutQuery = "vigil-journal-put"
+
 // MaxMessage is the largest consensus message the mesh carries: it must
 // fit, with the query's own header and filter, in one gossip packet.
 const MaxMessage = 1024

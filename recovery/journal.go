@@ -40,10 +40,13 @@ type Attempt struct {
 
 // Job is the journal entry of one confirmed failure. Its ID is the
 // decision id, the same on every node; Epoch is the view epoch the
-// decision produced, the fencing token.
+// decision produced. Token is the fencing token of the current executor:
+// Epoch at first, and at each takeover the epoch of the view that removed
+// the previous executor, so it only grows.
 type Job struct {
 	ID       string            `json:"id"`
 	Epoch    uint64            `json:"epoch"`
+	Token    uint64            `json:"token"`
 	Node     string            `json:"node"`
 	Boot     string            `json:"boot"`
 	Addr     string            `json:"addr"`
@@ -132,7 +135,10 @@ func (j *Job) Ended(n int, executor string, r Result, final bool, t time.Time) {
 // never ended is closed with an unknown outcome, and if it has none, one is
 // recorded. The next executor then runs the next attempt number, so the
 // journal shows every runner the job may have had.
-func (j *Job) HandOver(from, next string, t time.Time) {
+//
+// token is the fencing token of the next executor: the epoch of the view
+// that removed from, greater than any token from held.
+func (j *Job) HandOver(from, next string, token uint64, t time.Time) {
 	unknown := "executor left the view before it reported; outcome unknown"
 	found := false
 	for i := range j.Attempts {
@@ -149,7 +155,12 @@ func (j *Job) HandOver(from, next string, t time.Time) {
 		j.Attempts = append(j.Attempts, Attempt{N: j.NextAttempt(), Executor: from, Ended: t, Exit: -1, Error: unknown})
 	}
 	j.Executor, j.State, j.Updated = next, Pending, t
+	j.Token = max(j.Token, token)
 }
+
+// FencingToken is the token the current executor runs with: Token, or
+// Epoch for an entry written before tokens were kept.
+func (j *Job) FencingToken() uint64 { return max(j.Token, j.Epoch) }
 
 // Merge takes in what another agent's journal says of the same job: its
 // attempts, and its state if that is final. What this journal knows first
@@ -229,16 +240,19 @@ func DecodeAnnouncement(b []byte) (Announcement, error) {
 
 // HandlerInput is the decision as the recovery handler reads it on stdin.
 type HandlerInput struct {
-	ID       string            `json:"id"`
-	Epoch    uint64            `json:"epoch"`
-	Node     string            `json:"node"`
-	Boot     string            `json:"boot"`
-	Addr     string            `json:"addr"`
-	Tags     map[string]string `json:"tags"`
-	Executor string            `json:"executor"`
-	Proposer string            `json:"proposer"`
-	Votes    []string          `json:"votes"`
-	Attempt  int               `json:"attempt"`
+	ID string `json:"id"`
+	// Epoch is the fencing token (VIGIL_EPOCH); DecisionEpoch the epoch
+	// the failure decision produced. They differ after a takeover.
+	Epoch         uint64            `json:"epoch"`
+	DecisionEpoch uint64            `json:"decision_epoch"`
+	Node          string            `json:"node"`
+	Boot          string            `json:"boot"`
+	Addr          string            `json:"addr"`
+	Tags          map[string]string `json:"tags"`
+	Executor      string            `json:"executor"`
+	Proposer      string            `json:"proposer"`
+	Votes         []string          `json:"votes"`
+	Attempt       int               `json:"attempt"`
 }
 
 // RecoveryCommand builds the run of the recovery handler at path for
@@ -251,7 +265,7 @@ func RecoveryCommand(path string, job Job, self string, n int, timeout time.Dura
 		"VIGIL_NODE=" + job.Node,
 		"VIGIL_NODE_ADDR=" + job.Addr,
 		"VIGIL_SELF=" + self,
-		"VIGIL_EPOCH=" + strconv.FormatUint(job.Epoch, 10),
+		"VIGIL_EPOCH=" + strconv.FormatUint(job.FencingToken(), 10),
 		"VIGIL_DECISION_ID=" + job.ID,
 		"VIGIL_ATTEMPT=" + strconv.Itoa(n),
 	}
@@ -264,7 +278,7 @@ func RecoveryCommand(path string, job Job, self string, n int, timeout time.Dura
 		env = append(env, "VIGIL_NODE_TAG_"+sanitizeTagKey.ReplaceAllString(strings.ToUpper(k), "_")+"="+job.Tags[k])
 	}
 	in, _ := json.Marshal(HandlerInput{
-		ID: job.ID, Epoch: job.Epoch, Node: job.Node, Boot: job.Boot, Addr: job.Addr, Tags: nonNil(job.Tags),
+		ID: job.ID, Epoch: job.FencingToken(), DecisionEpoch: job.Epoch, Node: job.Node, Boot: job.Boot, Addr: job.Addr, Tags: nonNil(job.Tags),
 		Executor: job.Executor, Proposer: job.Proposer, Votes: job.Votes, Attempt: n,
 	})
 	return Command{Path: path, Env: env, Stdin: append(in, '\n'), Timeout: timeout}

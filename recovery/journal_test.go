@@ -90,8 +90,11 @@ func TestRecoveryCommandContract(t *testing.T) {
 func TestJobHandOver(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	// The executor died before anyone heard of its attempt.
-	j := Job{ID: "e5-x", Executor: "n4", State: Pending}
-	j.HandOver("n4", "n5", t0)
+	j := Job{ID: "e5-x", Epoch: 5, Executor: "n4", State: Pending}
+	j.HandOver("n4", "n5", 7, t0)
+	if j.FencingToken() != 7 || RecoveryCommand("/x", j, "n5", 2, time.Second).Env[4] != "VIGIL_EPOCH=7" {
+		t.Fatalf("the takeover's token: %d, want 7 (above the first executor's 5)", j.FencingToken())
+	}
 	if j.Executor != "n5" || len(j.Attempts) != 1 || j.Attempts[0].Executor != "n4" || j.Attempts[0].Exit != -1 || j.NextAttempt() != 2 {
 		t.Fatalf("handover with no known attempt: %+v", j)
 	}
@@ -103,7 +106,7 @@ func TestJobHandOver(t *testing.T) {
 	// An attempt that was running is closed, not duplicated.
 	k := Job{ID: "e6-y", Executor: "n4", State: Pending}
 	k.Started(1, "n4", t0)
-	k.HandOver("n4", "n5", t0.Add(time.Second))
+	k.HandOver("n4", "n5", 8, t0.Add(time.Second))
 	if len(k.Attempts) != 1 || k.Attempts[0].Ended.IsZero() || k.State != Pending || k.NextAttempt() != 2 {
 		t.Fatalf("handover of a running attempt: %+v", k)
 	}
