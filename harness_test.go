@@ -114,6 +114,7 @@ type node struct {
 	// wrap is a command prefix that puts the agent and its client commands
 	// where the node lives, for example "ip netns exec NS"; empty on loopback.
 	wrap    []string
+	env     []string // added to the test's environment
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	exitErr error
@@ -181,7 +182,7 @@ func (n *node) startNoWait() error {
 	argv := wrapped(n.wrap, vigilBin, n.args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = f, f
-	cmd.Env = os.Environ()
+	cmd.Env = append(os.Environ(), n.env...)
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		return err

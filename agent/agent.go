@@ -255,6 +255,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer consT.Stop()
 	a.det.refreshMonitors()
 	a.resumeRecoveries()
+	wd := newNotifier()
+	defer wd.close()
+	wd.send("READY=1")
 
 	var leaveReq *request
 	var runErr error
@@ -309,6 +312,9 @@ loop:
 			a.det.checkLease(time.Now())
 			a.det.tick()
 			a.runDue(now)
+			if !a.det.leaseFenced {
+				wd.send("WATCHDOG=1") // see watchdog.go: fed only while the lease holds
+			}
 		case r := <-a.rec.reports:
 			a.det.checkLease(time.Now())
 			a.onRecoveryReport(r)
@@ -327,6 +333,7 @@ loop:
 		a.startHandlers()
 	}
 
+	wd.send("STOPPING=1")
 	// A node that leaves the view stops acting for it at once.
 	for id, cancel := range a.rec.running {
 		a.log.Warn().Str("id", id).Msg("leaving: killing the recovery handler")

@@ -412,6 +412,31 @@ func (d *detector) ineligible(name string) bool {
 	return ok && m.Tags[membership.ExecutorTag] != "1"
 }
 
+// localHealth reports whether this observer doubts more than half of the
+// peers it monitors at once (and at least two): then it is itself the
+// likelier culprit, starved of CPU or cut off (Lifeguard, Dadgar et al.
+// 2018, §IV: local health). A slow observer probes at the calm rate (its
+// bursts would only add load), proposes no removal and votes nobody
+// unreachable. A majority side of a partition doubts at most half of its
+// peers, so it still decides.
+func (d *detector) localHealth() (slow bool, doubted, monitored int) {
+	for name, p := range d.probes {
+		if p.leaseOnly {
+			continue
+		}
+		monitored++
+		if d.down(name) {
+			doubted++
+		}
+	}
+	return doubted >= 2 && 2*doubted > monitored, doubted, monitored
+}
+
+func (d *detector) slow() bool {
+	s, _, _ := d.localHealth()
+	return s
+}
+
 // serfMember finds a member in serf's list.
 func (d *detector) serfMember(name string) (membership.Member, bool) {
 	for _, m := range d.a.mesh.Members() {
@@ -492,13 +517,14 @@ func (d *detector) scorer(name string) *scoring.Peer {
 
 // probeDue starts the pings that are due.
 func (d *detector) probeDue(now time.Time) {
+	slow := d.slow()
 	for name, p := range d.probes {
 		if now.Before(p.next) || p.inflight >= 32 {
 			continue
 		}
 		timeout := d.missTimeout(name)
 		p.inflight++
-		if p.leaseOnly {
+		if p.leaseOnly || slow {
 			p.next = now.Add(d.susCfg.ProbeInterval)
 		} else {
 			p.next = now.Add(d.sus.For(name, p.boot).ProbeGap(d.now()))
@@ -622,7 +648,7 @@ func (d *detector) onProbe(r probeResult) {
 		d.a.log.Info().Str("peer", r.peer).Str("from", tr.From.String()).Str("to", tr.To.String()).
 			Str("reason", string(tr.Reason)).Float64("pfail", res.PFail).Msg("peer suspicion changed")
 	}
-	if t.ShouldPropose(d.now()) {
+	if t.ShouldPropose(d.now()) && !d.slow() {
 		d.proposeFailure(r.peer, t)
 	}
 }
@@ -706,6 +732,9 @@ func (d *detector) verdict(c consensus.Change) bool {
 func (d *detector) unreachable(m consensus.Member) (unreachable, fresh bool) {
 	if m.Name == d.self() {
 		return false, true // this node answers for itself: alive
+	}
+	if d.slow() {
+		return false, true // a slow observer vouches for no one's failure
 	}
 	if cv, ok := d.verdicts[m.Name]; ok && cv.boot == m.Boot && time.Since(cv.at) < verdictTTL {
 		return cv.unreachable, true

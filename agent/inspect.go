@@ -142,6 +142,21 @@ type Why struct {
 	Verdict   *WhyVerdict            `json:"verdict,omitempty"`
 	Consensus WhyConsensus           `json:"consensus"`
 	Decisions []LogEntry             `json:"decisions"`
+	// LocalHealth is this agent's view of itself as an observer: a slow
+	// observer's evidence convicts no one.
+	LocalHealth LocalHealth `json:"local_health"`
+}
+
+// LocalHealth says whether this agent doubts most of the peers it probes
+// at once, and so trusts its own evidence less (detector.slow).
+type LocalHealth struct {
+	Slow      bool `json:"slow"`
+	Doubted   int  `json:"doubted"`
+	Monitored int  `json:"monitored"`
+	// Lease is when this agent's lease on its membership ends (zero: it
+	// holds none); Fenced, that it ran out and the fence ran.
+	Lease  time.Time `json:"lease,omitempty"`
+	Fenced bool      `json:"fenced,omitempty"`
 }
 
 // WhyVerdict is what this agent would answer a prepare about the node.
@@ -191,6 +206,11 @@ func (d *detector) why(node string) (Why, bool) {
 	if t, ok := d.sus.LookupFor(node, vm.Boot); ok && inView {
 		e := t.Explain(d.now())
 		out.Suspicion = &e
+	}
+	slow, doubted, monitored := d.localHealth()
+	out.LocalHealth = LocalHealth{Slow: slow, Doubted: doubted, Monitored: monitored, Fenced: d.leaseFenced}
+	if d.leaseHeld {
+		out.LocalHealth.Lease = d.leaseExpiry
 	}
 	st := d.cn.Status()
 	out.Consensus = WhyConsensus{Epoch: st.Epoch, Phase: phaseNames[st.Phase]}
