@@ -114,7 +114,7 @@ type Config struct {
 	// cluster see each other.
 	Bootstrap       bool
 	BootstrapExpect int
-	EventHandlers []recovery.EventHandler
+	EventHandlers   []recovery.EventHandler
 	// HandlerTimeout bounds every handler run; > 0.
 	HandlerTimeout time.Duration
 	// HandlerConcurrency is how many handlers run at once; ≥ 1.

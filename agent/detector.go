@@ -147,13 +147,13 @@ type detector struct {
 	// when the view moved on by one decision: see checkLease.
 	leaseEpoch          uint64
 	leaseOwn, leasePrev time.Time
-	probeCh        chan probeResult
-	burstCh        chan burstResult
-	lastCatchup    time.Time
-	cpu            membership.CPUSampler
-	lastLoad       time.Time
-	susCfg         suspicion.Config
-	ccfg           consensus.Config
+	probeCh             chan probeResult
+	burstCh             chan burstResult
+	lastCatchup         time.Time
+	cpu                 membership.CPUSampler
+	lastLoad            time.Time
+	susCfg              suspicion.Config
+	ccfg                consensus.Config
 }
 
 func newDetector(a *Agent) (*detector, error) {
