@@ -410,6 +410,7 @@ func printInfo(w io.Writer, info agent.Info) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "node\t%s\n", info.Node)
 	fmt.Fprintf(tw, "boot\t%s\n", info.Boot)
+	fmt.Fprintf(tw, "cluster\t%s\n", info.Cluster)
 	fmt.Fprintf(tw, "addr\t%s\n", info.Addr)
 	fmt.Fprintf(tw, "http_addr\t%s\n", info.HTTPAddr)
 	fmt.Fprintf(tw, "version\t%s\n", info.Version)

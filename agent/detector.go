@@ -43,6 +43,9 @@ const (
 	// DecisionEvent names the serf user event that announces decisions.
 	DecisionEvent = "vigil-decision"
 	samplesKept   = 32
+	// healthSilence is how long without any reply from every monitored
+	// peer makes this observer doubt itself (localHealth).
+	healthSilence = 600 * time.Millisecond
 )
 
 // agreed is what the view log says of one member name.
@@ -75,6 +78,7 @@ type peerProbe struct {
 	// leaseOnly: an acceptor this node does not monitor, pinged only to
 	// keep the lease (its replies are not scored).
 	leaseOnly bool
+	since     time.Time // when probing began
 }
 
 type probeResult struct {
@@ -412,14 +416,43 @@ func (d *detector) ineligible(name string) bool {
 	return ok && m.Tags[membership.ExecutorTag] != "1"
 }
 
-// localHealth reports whether this observer doubts more than half of the
-// peers it monitors at once (and at least two): then it is itself the
-// likelier culprit, starved of CPU or cut off (Lifeguard, Dadgar et al.
-// 2018, §IV: local health). A slow observer probes at the calm rate (its
-// bursts would only add load), proposes no removal and votes nobody
-// unreachable. A majority side of a partition doubts at most half of its
-// peers, so it still decides.
-func (d *detector) localHealth() (slow bool, doubted, monitored int) {
+// localHealth reports whether none of the peers this observer monitors (at
+// least two) has answered a ping for healthSilence: then it is itself the
+// likelier culprit, starved of CPU or cut off from everyone (Lifeguard,
+// Dadgar et al. 2018, §IV: local health). A slow observer probes at the
+// calm rate (its bursts would only add load), proposes no removal and
+// votes nobody unreachable. An observer on the majority side of a
+// partition still hears some of its peers, so it still decides.
+func (d *detector) localHealth() (slow bool, silent, monitored int) {
+	now := time.Now()
+	for _, p := range d.probes {
+		if p.leaseOnly {
+			continue
+		}
+		monitored++
+		last := p.lastReply
+		if last.IsZero() {
+			last = p.since
+		}
+		if now.Sub(last) >= healthSilence {
+			silent++
+		}
+	}
+	return monitored >= 2 && silent == monitored, silent, monitored
+}
+
+func (d *detector) slow() bool {
+	s, _, _ := d.localHealth()
+	return s
+}
+
+// calm reports whether this observer doubts more than half of the peers
+// it monitors at once (at least two): then it probes every peer at the
+// calm rate. Bursts would only add load where the observer, or the whole
+// machine, is the likelier cause, and a spiral of late acks and more
+// bursts would follow.
+func (d *detector) calm() bool {
+	monitored, doubted := 0, 0
 	for name, p := range d.probes {
 		if p.leaseOnly {
 			continue
@@ -429,12 +462,7 @@ func (d *detector) localHealth() (slow bool, doubted, monitored int) {
 			doubted++
 		}
 	}
-	return doubted >= 2 && 2*doubted > monitored, doubted, monitored
-}
-
-func (d *detector) slow() bool {
-	s, _, _ := d.localHealth()
-	return s
+	return doubted >= 2 && 2*doubted > monitored
 }
 
 // serfMember finds a member in serf's list.
@@ -490,7 +518,7 @@ func (d *detector) refreshMonitors() {
 			d.a.log.Warn().Str("member", name).Str("addr", m.Addr).Msg("cannot probe a member with this address")
 			continue
 		}
-		d.probes[name] = &peerProbe{boot: m.Boot, addr: ip, port: uint16(port), next: time.Now(), leaseOnly: lease[name]}
+		d.probes[name] = &peerProbe{boot: m.Boot, addr: ip, port: uint16(port), next: time.Now(), since: time.Now(), leaseOnly: lease[name]}
 		if !lease[name] {
 			d.sus.For(name, m.Boot).ResetProposals()
 		}
@@ -517,14 +545,14 @@ func (d *detector) scorer(name string) *scoring.Peer {
 
 // probeDue starts the pings that are due.
 func (d *detector) probeDue(now time.Time) {
-	slow := d.slow()
+	calm := d.calm() || d.slow()
 	for name, p := range d.probes {
 		if now.Before(p.next) || p.inflight >= 32 {
 			continue
 		}
 		timeout := d.missTimeout(name)
 		p.inflight++
-		if p.leaseOnly || slow {
+		if p.leaseOnly || calm {
 			p.next = now.Add(d.susCfg.ProbeInterval)
 		} else {
 			p.next = now.Add(d.sus.For(name, p.boot).ProbeGap(d.now()))

@@ -30,6 +30,7 @@ type MemberInfo struct {
 type Info struct {
 	Node      string            `json:"node"`
 	Boot      string            `json:"boot"`
+	Cluster   string            `json:"cluster"` // "" until the agent belongs to a cluster
 	Addr      string            `json:"addr"`
 	HTTPAddr  string            `json:"http_addr"`
 	Version   string            `json:"version"`
@@ -159,7 +160,7 @@ func (a *Agent) apiInfo(w http.ResponseWriter, r *http.Request) {
 		tags[k] = v
 	}
 	writeJSON(w, http.StatusOK, Info{
-		Node: a.cfg.NodeName, Boot: local.Tags[membership.BootTag], Addr: hostPort(local), HTTPAddr: a.cfg.HTTPAddr,
+		Node: a.cfg.NodeName, Boot: local.Tags[membership.BootTag], Cluster: a.clusterID(), Addr: hostPort(local), HTTPAddr: a.cfg.HTTPAddr,
 		Version: Version, Profile: a.cfg.Profile, Quorum: a.cfg.Quorum, Encrypted: a.mesh.Encrypted(),
 		DataDir: a.cfg.DataDir, Started: a.started, Epoch: epoch, Members: counts, Tags: tags, Serf: a.mesh.Stats(),
 	})

@@ -150,9 +150,10 @@ type Why struct {
 // LocalHealth says whether this agent doubts most of the peers it probes
 // at once, and so trusts its own evidence less (detector.slow).
 type LocalHealth struct {
-	Slow      bool `json:"slow"`
-	Doubted   int  `json:"doubted"`
-	Monitored int  `json:"monitored"`
+	Slow bool `json:"slow"`
+	// Silent of Monitored peers have not answered for a while.
+	Silent    int `json:"silent"`
+	Monitored int `json:"monitored"`
 	// Lease is when this agent's lease on its membership ends (zero: it
 	// holds none); Fenced, that it ran out and the fence ran.
 	Lease  time.Time `json:"lease,omitempty"`
@@ -207,8 +208,8 @@ func (d *detector) why(node string) (Why, bool) {
 		e := t.Explain(d.now())
 		out.Suspicion = &e
 	}
-	slow, doubted, monitored := d.localHealth()
-	out.LocalHealth = LocalHealth{Slow: slow, Doubted: doubted, Monitored: monitored, Fenced: d.leaseFenced}
+	slow, silent, monitored := d.localHealth()
+	out.LocalHealth = LocalHealth{Slow: slow, Silent: silent, Monitored: monitored, Fenced: d.leaseFenced}
 	if d.leaseHeld {
 		out.LocalHealth.Lease = d.leaseExpiry
 	}

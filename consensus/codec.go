@@ -52,7 +52,10 @@ type Message struct {
 	Epoch    uint64
 	Ballot   Ballot
 	Change   Change
-	Verdict  bool   // Promise: the acceptor agrees with the proposed change
+	Verdict  bool // Promise: the acceptor agrees with the proposed change
+	// Stale (Promise): the accepted Change has waited undecided for
+	// Config.StaleAccepted ticks or more, or since before a restart.
+	Stale    bool
 	Accepted Ballot // Promise: ballot of the accepted Change (zero: none); Nack: the promised ballot
 	Head     uint64 // Decided, Snapshot: the sender's view epoch
 	// SnapEpoch is, in Catchup, the epoch of the snapshot the requester is
@@ -72,6 +75,9 @@ func (m Message) String() string {
 		s += fmt.Sprintf(" b=%s verdict=%t", m.Ballot, m.Verdict)
 		if !m.Accepted.IsZero() {
 			s += fmt.Sprintf(" accepted=%s [%s]", m.Accepted, m.Change)
+			if m.Stale {
+				s += " stale"
+			}
 		}
 	case MsgNack:
 		s += fmt.Sprintf(" b=%s promised=%s", m.Ballot, m.Accepted)
@@ -92,6 +98,7 @@ func (m Message) String() string {
 const (
 	flagVerdict  = 1
 	flagAccepted = 2
+	flagStale    = 4
 	decisionVer  = 1
 	stateVer     = 1
 	maxPageCount = 128
@@ -117,6 +124,9 @@ func Encode(m Message) ([]byte, error) {
 		}
 		if !m.Accepted.IsZero() {
 			f |= flagAccepted
+			if m.Stale {
+				f |= flagStale
+			}
 		}
 		w.byte(f)
 		if f&flagAccepted != 0 {
@@ -178,10 +188,11 @@ func Decode(b []byte) (Message, error) {
 	case MsgPromise:
 		m.Ballot = r.ballot()
 		f := r.byte()
-		if f&^(flagVerdict|flagAccepted) != 0 {
+		if f&^(flagVerdict|flagAccepted|flagStale) != 0 || (f&flagStale != 0 && f&flagAccepted == 0) {
 			r.fail("promise flags")
 		}
 		m.Verdict = f&flagVerdict != 0
+		m.Stale = f&flagStale != 0
 		if f&flagAccepted != 0 {
 			m.Accepted = r.ballot()
 			m.Change = r.change()

@@ -78,6 +78,12 @@ type Config struct {
 	// CatchupInterval is how many ticks pass between anti-entropy requests
 	// to a random peer, and how long a catch-up request is outstanding. ≥ 1.
 	CatchupInterval int
+	// StaleAccepted is how many ticks an accepted value may wait undecided
+	// before it is stale (a value restored after a restart is stale at
+	// once): its acceptor no longer drives it, and a proposer that hears a
+	// quorum of promises without stale values ignores it (see
+	// proposal.tryAccept). 0: values never go stale. ≥ 0.
+	StaleAccepted int
 	// LogTail is how many recent decisions the node keeps to serve
 	// catch-up; peers further behind get a snapshot. ≥ 1.
 	LogTail int
@@ -96,6 +102,7 @@ func DefaultConfig() Config {
 		BackoffMin:      1,
 		BackoffMax:      10,
 		CatchupInterval: 20,
+		StaleAccepted:   50,
 		LogTail:         1024,
 	}
 }
@@ -117,6 +124,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: Config.BackoffMax %d is below Config.BackoffMin %d", ErrInvalid, c.BackoffMax, c.BackoffMin)
 	case c.CatchupInterval < 1:
 		return fmt.Errorf("%w: Config.CatchupInterval %d must be ≥ 1 tick", ErrInvalid, c.CatchupInterval)
+	case c.StaleAccepted < 0:
+		return fmt.Errorf("%w: Config.StaleAccepted %d must be ≥ 0", ErrInvalid, c.StaleAccepted)
 	case c.LogTail < 1:
 		return fmt.Errorf("%w: Config.LogTail %d must be ≥ 1", ErrInvalid, c.LogTail)
 	case c.Rand == nil:

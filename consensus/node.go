@@ -66,6 +66,9 @@ type Status struct {
 	Ballot    Ballot
 	Proposal  Change
 	Head      uint64 // highest view epoch heard of
+	// AcceptedStale: the accepted value is stale and this node no longer
+	// drives it (Config.StaleAccepted).
+	AcceptedStale bool
 }
 
 type proposal struct {
@@ -81,6 +84,12 @@ type proposal struct {
 	highest                           Ballot
 	highestVal                        Change
 	value                             Change
+	// The promises that report no stale value: how many, and the highest
+	// value among them. anyQuorum: stop waiting for a quorum of those.
+	nFresh        int
+	highestFresh  Ballot
+	highestFreshV Change
+	anyQuorum     bool
 }
 
 type snapAsm struct {
@@ -114,6 +123,12 @@ type Node struct {
 	prop      proposal
 	idle      int // ticks an accepted value has waited undecided
 	idleLimit int
+	// acceptedAge counts the ticks since this node accepted its current
+	// value (Config.StaleAccepted).
+	acceptedAge int
+	// dropStale: this node stops driving its stale accepted value (see
+	// tryAccept); cleared by a new value or epoch.
+	dropStale bool
 
 	catchTimer int
 	reqTimer   int // > 0 while a catch-up request is outstanding
@@ -172,12 +187,16 @@ func NewNode(cfg Config, st PersistentState) (*Node, error) {
 	n.head = n.view.Epoch
 	n.enterEpoch()
 	n.maxRound = max(a.Promised.Round, a.Accepted.Round, a.Round)
+	if !a.Accepted.IsZero() {
+		n.acceptedAge = cfg.StaleAccepted // it waited for as long as we were down
+	}
 	n.catchTimer = 1 + cfg.Rand.Intn(cfg.CatchupInterval)
 	return n, nil
 }
 
 // enterEpoch resets per-instance bookkeeping for n.view.Epoch.
 func (n *Node) enterEpoch() {
+	n.dropStale = false
 	n.acceptors = Acceptors(n.view, n.cfg.CouncilSize)
 	n.accIdx = make(map[string]int, len(n.acceptors))
 	for i, m := range n.acceptors {
@@ -200,6 +219,7 @@ func (n *Node) Status() Status {
 		ID: n.cfg.ID, Epoch: n.view.Epoch, Acceptor: n.st, IsMember: n.view.Contains(n.cfg.ID),
 		Acceptors: len(n.acceptors), Quorum: n.quorum, Head: n.head,
 		Phase: n.prop.phase, Ballot: n.prop.ballot, Proposal: n.prop.change,
+		AcceptedStale: n.staleAccepted() && n.dropStale,
 	}
 	s.Acceptor.Value = s.Acceptor.Value.clone()
 	return s
@@ -272,11 +292,20 @@ func (n *Node) Step(m Message) error {
 
 // Tick advances the node's clock by one tick.
 func (n *Node) Tick() {
+	if !n.st.Accepted.IsZero() {
+		n.acceptedAge++
+	}
 	p := &n.prop
 	switch p.phase {
 	case Preparing, Accepting:
 		p.timer++
-		if p.timer >= n.cfg.ProposalTimeout {
+		if p.phase == Preparing && !p.anyQuorum && 2*p.timer >= n.cfg.ProposalTimeout {
+			// Half the phase is gone without a quorum of promises free of
+			// stale values: settle for any quorum.
+			p.anyQuorum = true
+			_ = n.tryAccept()
+		}
+		if p.phase != Idle && p.timer >= n.cfg.ProposalTimeout {
 			n.backoff()
 		}
 	case Backoff:
@@ -287,7 +316,7 @@ func (n *Node) Tick() {
 	case Idle:
 		// Paxos needs someone to finish an instance whose proposer
 		// vanished: an acceptor holding an undecided value drives it.
-		if !n.st.Accepted.IsZero() && n.isAcceptor(n.cfg.ID) && n.voter() {
+		if !n.st.Accepted.IsZero() && n.isAcceptor(n.cfg.ID) && n.voter() && !n.dropStale {
 			n.idle++
 			if n.idleLimit == 0 {
 				n.idleLimit = n.cfg.ProposalTimeout + n.randBackoff()
@@ -317,6 +346,12 @@ func (n *Node) randBackoff() int {
 func (n *Node) isAcceptor(name string) bool {
 	_, ok := n.accIdx[name]
 	return ok
+}
+
+// staleAccepted reports whether this node's accepted value has waited
+// undecided for Config.StaleAccepted ticks (or since before a restart).
+func (n *Node) staleAccepted() bool {
+	return !n.st.Accepted.IsZero() && n.cfg.StaleAccepted > 0 && n.acceptedAge >= n.cfg.StaleAccepted
 }
 
 // voter reports whether this node may vote in the current instance
@@ -437,6 +472,7 @@ func (n *Node) onPrepare(m Message) error {
 	if !n.st.Accepted.IsZero() {
 		reply.Accepted = n.st.Accepted
 		reply.Change = n.st.Value.clone()
+		reply.Stale = n.staleAccepted()
 	}
 	n.send(reply)
 	return nil
@@ -455,6 +491,7 @@ func (n *Node) onAccept(m Message) error {
 		n.st.Accepted = m.Ballot
 		n.st.Value = m.Change.clone()
 		n.dirty = true
+		n.acceptedAge, n.dropStale = 0, false
 	}
 	n.send(Message{Type: MsgAccepted, To: m.From, Epoch: m.Epoch, Ballot: m.Ballot})
 	return nil
@@ -554,18 +591,54 @@ func (n *Node) onPromise(m Message) error {
 		p.highest = m.Accepted
 		p.highestVal = m.Change.clone()
 	}
-	if p.nPromise < n.quorum {
+	if !m.Stale {
+		p.nFresh++
+		if !m.Accepted.IsZero() && p.highestFresh.Less(m.Accepted) {
+			p.highestFresh = m.Accepted
+			p.highestFreshV = m.Change.clone()
+		}
+	}
+	return n.tryAccept()
+}
+
+// tryAccept moves the proposer to phase 2 once its promises allow it.
+//
+// P2b (Paxos Made Simple §2.2) asks for some majority S of acceptors whose
+// highest accepted value the proposer carries forward, or any value if S
+// accepted none. Any quorum of promises is such an S. The proposer prefers
+// S = the promises that report no stale value: a removal one acceptor
+// accepted before its proposer died is then not decided minutes later
+// against a node healthy since. This is safe: a value chosen by a quorum Q
+// is reported by every member of S ∩ Q (not empty); if all of Q report it
+// stale, fewer than a quorum are free of it and the proposer waits, then
+// settles for any quorum (anyQuorum) and carries the highest value.
+func (n *Node) tryAccept() error {
+	p := &n.prop
+	if p.phase != Preparing || p.nPromise < n.quorum {
 		return nil
 	}
+	highest, highestVal := p.highest, p.highestVal
 	switch {
-	case !p.highest.IsZero():
+	case p.nFresh >= n.quorum:
+		highest, highestVal = p.highestFresh, p.highestFreshV
+	case p.anyQuorum || p.nPromise == len(n.acceptors):
+	default:
+		return nil // wait for more promises free of stale values
+	}
+	switch {
+	case !highest.IsZero():
 		// P2b: a value may already be chosen; carry the highest accepted
 		// one forward whatever the verdicts say.
-		p.value = p.highestVal
+		p.value = highestVal
 	case p.nAgree >= n.quorum:
 		p.value = p.change.clone()
 		p.value.Evidence = Evidence{Proposer: n.cfg.ID, Votes: slices.Clone(p.agreed)}
 	case p.nDisagree > len(n.acceptors)-n.quorum:
+		if !p.own && n.staleAccepted() {
+			// This node drove its stale value, a quorum free of it was
+			// found, and the evidence is no longer there: drop it.
+			n.dropStale = true
+		}
 		n.abandon() // no quorum of agreeing verdicts is possible
 		return nil
 	default:

@@ -461,3 +461,74 @@ func TestFreshStoreVotesOnlyAfterItsOwnAdd(t *testing.T) {
 		t.Fatalf("decode: %+v %v", st, err)
 	}
 }
+
+// A removal that only its proposer and one acceptor accepted, before the
+// proposer died, is not decided when that acceptor comes back (minutes
+// later, after a restart) against a node that has been healthy since: a
+// quorum of promises free of stale values lets the next proposer decide its
+// own change. Without StaleAccepted it was carried forward (P2c) whenever
+// the stale acceptor's promise was among the first quorum.
+func TestStaleAcceptedRemovalIsNotForcedLater(t *testing.T) {
+	healthy := Member{Name: "n5", Boot: "b0", Addr: "10.0.0.5:7946"}
+	dead := Member{Name: "n1", Boot: "b0", Addr: "10.0.0.1:7946"}
+	judge := JudgeFunc(func(c Change) bool { return c.Member.Name == dead.Name })
+	c := newCluster(t, 5, func(cfg *Config) { cfg.Verdict = judge })
+	// n1 proposes n5's removal while n5 looks down to everyone; phase 2
+	// reaches n2 alone, then n1 dies.
+	rm := Change{Kind: Remove, Reason: Failed, Member: healthy, Executor: "n4"}
+	for _, n := range c.nodes {
+		n.cfg.Verdict = JudgeFunc(func(Change) bool { return true })
+	}
+	if err := c.propose("n1", rm); err != nil {
+		t.Fatal(err)
+	}
+	for len(c.queue) > 0 {
+		m := c.queue[0]
+		if m.Type == MsgAccept && m.To != "n2" || m.Type == MsgAccepted {
+			c.queue = c.queue[1:]
+			continue
+		}
+		c.deliver()
+	}
+	if st := c.nodes["n2"].Status(); st.Acceptor.Accepted.IsZero() {
+		t.Fatal("n2 did not accept the removal")
+	}
+	delete(c.nodes, "n1")
+	// n5 is healthy again: verdicts now judge only n1 unreachable. n2
+	// restarts from its disk, holding the accepted removal.
+	for _, n := range c.nodes {
+		n.cfg.Verdict = judge
+	}
+	restarted, err := NewNode(testConfig("n2", 42, judge), c.durable["n2"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.nodes["n2"] = restarted
+	// n3 proposes the dead proposer's removal. n2's promise comes first.
+	if err := c.propose("n3", Change{Kind: Remove, Reason: Failed, Member: dead, Executor: "n2"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < len(c.queue); i++ {
+		if c.queue[i].To == "n2" {
+			c.queue[0], c.queue[i] = c.queue[i], c.queue[0]
+		}
+	}
+	for range 100 {
+		c.deliverAll()
+		if len(c.decided["n3"]) > 0 {
+			break
+		}
+		for _, name := range []string{"n2", "n3", "n4", "n5"} {
+			c.tick(name)
+		}
+	}
+	got := c.decided["n3"]
+	if len(got) != 1 || got[0].Change.Member != dead {
+		t.Fatalf("decided %v, want the removal of %s; the stale removal of %s must not be forced", got, dead, healthy)
+	}
+	for _, name := range []string{"n2", "n4", "n5"} {
+		if v := c.nodes[name].View(); !v.Contains("n5") || v.Contains("n1") {
+			t.Errorf("%s's view %v", name, v.Members)
+		}
+	}
+}

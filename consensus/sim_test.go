@@ -725,11 +725,24 @@ func (s *sim) quiescent() bool {
 	top := s.refViews[s.maxEpoch]
 	for _, m := range top.Members {
 		st := s.byName[m.Name].node.Status()
-		if st.Epoch != top.Epoch || st.Phase != Idle || !st.Acceptor.Accepted.IsZero() {
+		if st.Epoch != top.Epoch || st.Phase != Idle {
+			return false
+		}
+		// A stale value its acceptor dropped may wait for ever, unless it
+		// was chosen: then somebody must still decide it.
+		if !st.Acceptor.Accepted.IsZero() && (!st.AcceptedStale || s.chosenNow(st.Epoch)) {
 			return false
 		}
 	}
 	return true
+}
+
+// chosenNow reports whether a value was chosen for epoch e and not yet
+// decided.
+func (s *sim) chosenNow(e uint64) bool {
+	_, chosen := s.chosen[e]
+	_, decided := s.decided[e]
+	return chosen && !decided
 }
 
 func (s *sim) describe() string {
