@@ -53,8 +53,13 @@ type dueJob struct {
 // agents that knew it, and who answered at all.
 type journalCheck struct {
 	id       string
-	answers  []recovery.Job
+	answers  []journalAnswer
 	answered map[string]bool
+}
+
+type journalAnswer struct {
+	from string
+	job  recovery.Job
 }
 
 func newRecoveries() *recoveries {
@@ -248,7 +253,7 @@ func (a *Agent) maybeRun(j recovery.Job, inherited bool) {
 					continue
 				}
 				if other, err := recovery.DecodeJob(an.Payload); err == nil && other.ID == id {
-					c.answers = append(c.answers, other)
+					c.answers = append(c.answers, journalAnswer{from: an.From, job: other})
 				}
 			}
 			select {
@@ -270,8 +275,11 @@ func (a *Agent) onJournalChecked(c journalCheck) {
 	if !ok {
 		return
 	}
+	v := a.det.cn.View()
 	for _, o := range c.answers {
-		j.Merge(o)
+		if v.Contains(o.from) {
+			j.Merge(o.job) // only members' journals count
+		}
 	}
 	a.saveJob(j)
 	if j.State.Final() {
@@ -279,7 +287,6 @@ func (a *Agent) onJournalChecked(c journalCheck) {
 			Msg("inherited recovery is over already: not running it")
 		return
 	}
-	v := a.det.cn.View()
 	if j.Executor != a.cfg.NodeName || !v.Contains(a.cfg.NodeName) {
 		return
 	}
@@ -402,9 +409,10 @@ func (a *Agent) onRecoveryReport(r recoveryReport) {
 const journalPutTries = 10
 
 // replicate sends this executor's entry of a job to the other members of
-// the view until a quorum of them has taken it: a takeover reads a quorum
-// of the next view (onJournalChecked), so it cannot miss an outcome that
-// was replicated. An outcome the executor could not replicate before it
+// the view until all of them have taken it, or journalPutTries: once a
+// quorum has it, a takeover, which reads a quorum of the next view
+// (onJournalChecked), cannot miss the outcome; the rest is for the
+// journals every agent shows. An outcome the executor could not replicate before it
 // died is unknown to the cluster and the job is run again: make handlers
 // idempotent by VIGIL_DECISION_ID.
 func (a *Agent) replicate(j recovery.Job) {
@@ -432,8 +440,8 @@ func (a *Agent) replicate(j recovery.Job) {
 					took[an.From] = true
 				}
 			}
-			if len(took) >= need {
-				return
+			if len(took) == len(others) {
+				return // everyone has it; a quorum would do for a takeover
 			}
 			if err != nil || len(answers) == 0 {
 				if !pause(journalAskTimeout, a.stopping) {
@@ -446,8 +454,10 @@ func (a *Agent) replicate(j recovery.Job) {
 			default:
 			}
 		}
-		a.log.Warn().Str("id", j.ID).Int("took", len(took)).Int("need", need).
-			Msg("too few members took the journal entry; a takeover may run the job again")
+		if len(took) < need {
+			a.log.Warn().Str("id", j.ID).Int("took", len(took)).Int("need", need).
+				Msg("too few members took the journal entry; a takeover may run the job again")
+		}
 	})
 }
 

@@ -43,6 +43,25 @@
 // also sends a Catchup to a random member each CatchupInterval ticks, so a
 // node that missed everything still converges.
 //
+// # Stale values and forgetful acceptors
+//
+// An accepted value that waits undecided for Config.StaleAccepted ticks, or
+// that an acceptor restored after a restart, is stale: promises say so, and
+// a proposer uses a quorum of promises without stale values as its P2b set
+// when it has one (tryAccept). A chosen value was accepted by a quorum,
+// which meets every other quorum, so it is still carried forward; only a
+// value that a minority accepted can be passed over.
+//
+// A node restored from an empty store (PersistentState.Fresh) may have
+// promised something under the same name before and forgotten it, so it
+// does not vote (AcceptorState.VoteFrom) until the view adds its current
+// incarnation, Config.Boot, and then only from the next epoch on.
+//
+// # Leases
+//
+// LeaseExpiry and RecoveryDelay are the arithmetic of the caller's leases
+// on membership: see their comments for the argument and its assumptions.
+//
 // # Why any two quorums intersect
 //
 // For N acceptors, Majority uses q = ⌊N/2⌋+1 and TwoThirds uses
@@ -70,8 +89,10 @@
 //   - Tick at a steady cadence; every duration in Config is in ticks and
 //     should cover a few message round trips.
 //   - One goroutine owns the Node; Config.Rand is used only by it.
-//   - Deliver messages with Step, decisions announced out of band with
-//     Learn, and give a brand-new node a peer with CatchUp.
+//   - Deliver messages with Step, and give a brand-new node a peer with
+//     CatchUp. Learn trusts the decision it is given: feed it only decisions
+//     from members of the view (the agent uses CatchUp for announcements
+//     heard by gossip, which anyone can send).
 //
 // The package is pure: no network, clock, goroutines or logging.
 package consensus
