@@ -119,6 +119,28 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 				return client(c).ForceLeave(c.Context, node)
 			}),
 			{
+				Name:         "force-remove",
+				Usage:        "after a quorum is lost for good: remove the dead NODEs from the view without a quorum",
+				ArgsUsage:    "NODE...",
+				OnUsageError: usageError,
+				Flags: []cli.Flag{httpAddr, &cli.BoolFlag{Name: "confirm-quorum-loss",
+					Usage: "required: this decides without a quorum; the removed nodes must rejoin with empty data dirs"}},
+				Action: func(c *cli.Context) error {
+					if err := flagsFirst(c); err != nil {
+						return err
+					}
+					if c.NArg() == 0 {
+						return errors.New("force-remove: name the dead members")
+					}
+					epoch, err := client(c).ForceRemove(c.Context, c.Args().Slice(), c.Bool("confirm-quorum-loss"))
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(stdout, "removed %s without a quorum; the view is at epoch %d\n", strings.Join(c.Args().Slice(), ", "), epoch)
+					return nil
+				},
+			},
+			{
 				Name:         "event",
 				Usage:        "send a user event NAME with an optional PAYLOAD to every agent",
 				ArgsUsage:    "NAME [PAYLOAD]",

@@ -236,3 +236,57 @@ func TestWatchdogFedOnlyWhileTheLeaseHolds(t *testing.T) {
 	case <-time.After(3 * time.Second):
 	}
 }
+
+// With a quorum of the view gone for good, nothing is decided; the
+// operator restores service with force-remove, which is refused unless
+// confirmed by name. The removed nodes are recovered as failures, and one
+// of them rejoins with an empty data dir.
+func TestForceRemoveRestoresServiceAfterQuorumLoss(t *testing.T) {
+	c := newCluster(t)
+	dir := t.TempDir()
+	nodes := startAgreedCluster(t, c, 5, dir, "--recovery-handler", recoveryRecorder(t, dir, 0))
+	for _, n := range nodes[2:] {
+		n.kill()
+	}
+	// Two of five decide nothing.
+	time.Sleep(8 * time.Second)
+	for _, gone := range []string{"n3", "n4", "n5"} {
+		if m, err := agreedStatus(nodes[0], gone); err != nil || !inView(m.Status) {
+			t.Fatalf("without a quorum n1 has %s as %q (%v)", gone, m.Status, err)
+		}
+	}
+	if _, err := nodes[0].vigil("force-remove", "n3", "n4", "n5"); err == nil || !strings.Contains(err.Error(), "--confirm-quorum-loss") {
+		t.Fatalf("force-remove without confirmation: %v", err)
+	}
+	if _, err := nodes[0].vigil("force-remove", "--confirm-quorum-loss", "n2"); err == nil || !strings.Contains(err.Error(), "alive") {
+		t.Fatalf("force-remove of a live member: %v", err)
+	}
+	if out, err := nodes[0].vigil("force-remove", "--confirm-quorum-loss", "n3", "n4", "n5"); err != nil {
+		t.Fatalf("force-remove: %v", err)
+	} else {
+		t.Log(strings.TrimSpace(out))
+	}
+	for _, n := range nodes[:2] {
+		for _, gone := range []string{"n3", "n4", "n5"} {
+			waitAgreed(t, n, gone, "failed", 30*time.Second)
+		}
+	}
+	waitFor(t, 60*time.Second, "the removed nodes recovered once each", func() error {
+		runs := recoveryRuns(t, dir)
+		for _, gone := range []string{"n3", "n4", "n5"} {
+			if len(runs[gone]) != 1 {
+				return fmt.Errorf("recovery runs %v", runs)
+			}
+		}
+		return nil
+	})
+	// The survivors decide again: a dead node rejoins with an empty data dir.
+	n3 := nodes[2]
+	if err := os.RemoveAll(n3.dataDir); err != nil {
+		t.Fatal(err)
+	}
+	n3.start()
+	for _, n := range nodes[:3] {
+		waitFor(t, 90*time.Second, n.name+" has n1, n2, n3 in the view", func() error { return allAgreed(n, "n1", "n2", "n3") })
+	}
+}

@@ -105,6 +105,13 @@ func (c *Client) ForceLeave(ctx context.Context, node string) error {
 	return c.do(ctx, http.MethodPost, "/v1/force-leave", ForceLeaveRequest{Node: node}, nil)
 }
 
+// ForceRemove removes members without a quorum (see ForceRemoveRequest).
+func (c *Client) ForceRemove(ctx context.Context, nodes []string, confirm bool) (uint64, error) {
+	var out ForceRemoveResponse
+	err := c.do(ctx, http.MethodPost, "/v1/force-remove", ForceRemoveRequest{Nodes: nodes, Confirm: confirm}, &out)
+	return out.Epoch, err
+}
+
 // Event sends a user event.
 func (c *Client) Event(ctx context.Context, name string, payload []byte, coalesce bool) error {
 	return c.do(ctx, http.MethodPost, "/v1/event", EventRequest{Name: name, Payload: string(payload), Coalesce: coalesce}, nil)

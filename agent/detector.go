@@ -1260,6 +1260,51 @@ func (d *detector) onDecisionEvent(payload []byte) {
 	d.handleReady(nil)
 }
 
+// forceRemove removes members of the view that are gone for good, each by
+// a decision taken without a quorum (consensus.Node.Force), after a quorum
+// was lost. It refuses this node, members not in the view, and members
+// serf still sees alive: force is for the dead. Each is removed as failed,
+// so its recovery runs as usual.
+func (d *detector) forceRemove(names []string) (uint64, error) {
+	v := d.cn.View()
+	seen := map[string]bool{}
+	for _, name := range names {
+		switch {
+		case seen[name]:
+			return 0, fmt.Errorf("%s is named twice", name)
+		case name == d.self():
+			return 0, fmt.Errorf("%s is this agent: run force-remove on a survivor", name)
+		case !v.Contains(name):
+			return 0, fmt.Errorf("%s is not a member of the view at epoch %d", name, v.Epoch)
+		}
+		if m, ok := d.serfMember(name); ok && m.Status == "alive" {
+			return 0, fmt.Errorf("%s is alive to gossip: force-remove is for members that are gone", name)
+		}
+		seen[name] = true
+	}
+	if len(names) >= len(v.Members) {
+		return 0, errors.New("that would leave nobody in the view")
+	}
+	for _, name := range names {
+		v = d.cn.View()
+		m, _ := v.Lookup(name)
+		exec := recovery.Executor(viewNames(v), name, func(o string) bool { return seen[o] || d.ineligible(o) })
+		if exec == "" {
+			exec = recovery.Executor(viewNames(v), name, func(o string) bool { return seen[o] })
+		}
+		c := consensus.Change{Kind: consensus.Remove, Reason: consensus.Failed, Member: m, Executor: exec}
+		if err := d.cn.Force(c); err != nil {
+			return 0, fmt.Errorf("force-remove %s: %w", name, err)
+		}
+		d.a.log.Warn().Str("change", c.String()).Uint64("epoch", v.Epoch).Msg("decided WITHOUT a quorum, as the operator asked (force-remove)")
+		d.handleReady(nil)
+		if d.a.fatalErr != nil {
+			return 0, d.a.fatalErr
+		}
+	}
+	return d.cn.Epoch(), nil
+}
+
 // saveModels keeps the scorers' models for the next start.
 func (d *detector) saveModels() {
 	for name, sc := range d.scorers {

@@ -62,6 +62,18 @@ type EventRequest struct {
 	Coalesce bool   `json:"coalesce"`
 }
 
+// ForceRemoveRequest is the body of POST /v1/force-remove: remove these
+// members without a quorum. Confirm must be true.
+type ForceRemoveRequest struct {
+	Nodes   []string `json:"nodes"`
+	Confirm bool     `json:"confirm_quorum_loss"`
+}
+
+// ForceRemoveResponse answers it with the view epoch afterwards.
+type ForceRemoveResponse struct {
+	Epoch uint64 `json:"epoch"`
+}
+
 // ForceLeaveRequest is the body of POST /v1/force-leave.
 type ForceLeaveRequest struct {
 	Node string `json:"node"`
@@ -82,6 +94,7 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("POST /v1/join", a.apiJoin)
 	mux.HandleFunc("POST /v1/leave", a.apiLeave)
 	mux.HandleFunc("POST /v1/force-leave", a.apiForceLeave)
+	mux.HandleFunc("POST /v1/force-remove", a.apiForceRemove)
 	mux.HandleFunc("POST /v1/event", a.apiEvent)
 	mux.HandleFunc("GET /v1/views", a.apiViews)
 	mux.HandleFunc("GET /v1/why/{node}", a.apiWhy)
@@ -215,6 +228,33 @@ func (a *Agent) apiForceLeave(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func (a *Agent) apiForceRemove(w http.ResponseWriter, r *http.Request) {
+	var req ForceRemoveRequest
+	if err := readJSON(r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	if !req.Confirm {
+		writeError(w, http.StatusBadRequest, errors.New("force-remove decides without a quorum and can contradict what the lost members decided: confirm with --confirm-quorum-loss"))
+		return
+	}
+	if len(req.Nodes) == 0 {
+		writeError(w, http.StatusBadRequest, errors.New("no node named"))
+		return
+	}
+	var epoch uint64
+	var ferr error
+	if err := a.inLoop(r.Context(), func() { epoch, ferr = a.det.forceRemove(req.Nodes) }); err != nil {
+		writeError(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	if ferr != nil {
+		writeError(w, http.StatusConflict, ferr)
+		return
+	}
+	writeJSON(w, http.StatusOK, ForceRemoveResponse{Epoch: epoch})
 }
 
 func (a *Agent) apiEvent(w http.ResponseWriter, r *http.Request) {

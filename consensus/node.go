@@ -258,6 +258,35 @@ func (n *Node) Propose(c Change) error {
 	return nil
 }
 
+// Force decides c for the current epoch without a quorum, and tells the
+// other members of the view. It is the operator's way out after a quorum
+// of the view is lost for good (as etcd's --force-new-cluster): it breaks
+// Paxos' promise if the lost acceptors chose another value for this epoch,
+// so they must rejoin with empty stores. The caller makes sure it is asked
+// for by name.
+func (n *Node) Force(c Change) error {
+	if n.view.Epoch == 0 || !n.view.Contains(n.cfg.ID) {
+		return ErrNotMember
+	}
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	if _, err := n.view.Apply(c); err != nil {
+		return err
+	}
+	c.Evidence = Evidence{Proposer: n.cfg.ID}
+	n.prop = proposal{}
+	d := Decision{Epoch: n.view.Epoch, Ballot: Ballot{Round: max(n.maxRound, n.st.Promised.Round, n.st.Round) + 1, Node: n.cfg.ID}, Change: c}
+	for _, m := range n.view.Members {
+		if m.Name != n.cfg.ID {
+			n.send(Message{Type: MsgDecided, To: m.Name, Epoch: d.Epoch, Ballot: d.Ballot, Change: d.Change, Head: d.Epoch + 1})
+		}
+	}
+	err := n.learn(d, "")
+	n.drain()
+	return err
+}
+
 // Learn feeds a decision heard out of band (the agent's serf user event).
 // A decision beyond the next epoch is buffered and starts a catch-up.
 func (n *Node) Learn(d Decision) error {

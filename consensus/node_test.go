@@ -532,3 +532,31 @@ func TestStaleAcceptedRemovalIsNotForcedLater(t *testing.T) {
 		}
 	}
 }
+
+// Force decides without a quorum and tells the other members, who learn it
+// like any decision; it refuses what does not apply.
+func TestForceDecidesWithoutAQuorum(t *testing.T) {
+	c := newCluster(t, 5, nil)
+	for _, gone := range []string{"n3", "n4", "n5"} {
+		delete(c.nodes, gone)
+	}
+	c.names = []string{"n1", "n2"}
+	gone := Member{Name: "n5", Boot: "b0", Addr: "10.0.0.5:7946"}
+	if err := c.nodes["n1"].Force(Change{Kind: Remove, Reason: Failed, Member: Member{Name: "n9", Boot: "b0"}, Executor: "n1"}); err == nil {
+		t.Fatal("forced the removal of a non-member")
+	}
+	if err := c.nodes["n1"].Force(Change{Kind: Remove, Reason: Failed, Member: gone, Executor: "n1"}); err != nil {
+		t.Fatal(err)
+	}
+	c.flush("n1")
+	c.deliverAll()
+	for _, name := range c.names {
+		got := c.decided[name]
+		if len(got) != 1 || got[0].Change.Member != gone || got[0].Change.Evidence.Proposer != "n1" {
+			t.Fatalf("%s decided %v", name, got)
+		}
+		if v := c.nodes[name].View(); v.Contains("n5") || v.Epoch != 2 {
+			t.Fatalf("%s: view %+v", name, v)
+		}
+	}
+}
