@@ -257,7 +257,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.resumeRecoveries()
 	wd := newNotifier()
 	defer wd.close()
-	wd.send("READY=1")
+	ready := false
 
 	var leaveReq *request
 	var runErr error
@@ -290,6 +290,9 @@ loop:
 				a.handleEvent(ev)
 			}
 			for _, in := range a.det.msg.TakeInbound() {
+				if a.fatalErr != nil {
+					break
+				}
 				switch in.Query {
 				case membership.JournalQuery:
 					a.answerJournal(in)
@@ -312,8 +315,14 @@ loop:
 			a.det.checkLease(time.Now())
 			a.det.tick()
 			a.runDue(now)
-			if !a.det.leaseFenced {
-				wd.send("WATCHDOG=1") // see watchdog.go: fed only while the lease holds
+			if a.det.leaseValid(now) {
+				// See watchdog.go: ready once it first holds its lease, and
+				// fed only while it holds it.
+				if !ready {
+					wd.send("READY=1")
+					ready = true
+				}
+				wd.send("WATCHDOG=1")
 			}
 		case r := <-a.rec.reports:
 			a.det.checkLease(time.Now())
@@ -426,6 +435,7 @@ func (a *Agent) rejoin(dec consensus.Decision) {
 		return
 	}
 	a.boot = boot
+	a.det.wasFenced = false
 	if err := a.mesh.SetTags(a.ownTags()); err != nil {
 		a.log.Error().Err(err).Msg("cannot publish the new boot id")
 	}

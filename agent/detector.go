@@ -151,13 +151,17 @@ type detector struct {
 	// when the view moved on by one decision: see checkLease.
 	leaseEpoch          uint64
 	leaseOwn, leasePrev time.Time
-	probeCh             chan probeResult
-	burstCh             chan burstResult
-	lastCatchup         time.Time
-	cpu                 membership.CPUSampler
-	lastLoad            time.Time
-	susCfg              suspicion.Config
-	ccfg                consensus.Config
+	leaseAcc            map[string]bool // the acceptors of leaseEpoch
+	// wasFenced: this incarnation ran out of its lease once; its jobs are
+	// checked with the cluster before they run (maybeRun).
+	wasFenced   bool
+	probeCh     chan probeResult
+	burstCh     chan burstResult
+	lastCatchup time.Time
+	cpu         membership.CPUSampler
+	lastLoad    time.Time
+	susCfg      suspicion.Config
+	ccfg        consensus.Config
 }
 
 func newDetector(a *Agent) (*detector, error) {
@@ -1111,8 +1115,11 @@ func (d *detector) tick() {
 // anything, so a node back from a pause fences first.
 func (d *detector) checkLease(now time.Time) {
 	v := d.cn.View()
-	if !v.Contains(d.self()) {
-		d.leaseHeld, d.leaseFenced = false, false
+	if m, ok := v.Lookup(d.self()); !ok || m.Boot != d.a.boot {
+		// Not a member under this incarnation (never added, removed, or
+		// restarted under a new boot id): nothing to hold until the view
+		// adds it.
+		d.leaseHeld, d.leaseFenced, d.leaseAcc = false, false, nil
 		return
 	}
 	acc := consensus.Acceptors(v, 0)
@@ -1133,10 +1140,16 @@ func (d *detector) checkLease(now time.Time) {
 	// is never carried over two changes or a snapshot.
 	switch {
 	case v.Epoch == d.leaseEpoch:
-	case v.Epoch == d.leaseEpoch+1:
+	case v.Epoch == d.leaseEpoch+1 && differByOne(d.leaseAcc, acc):
 		d.leasePrev = d.leaseOwn
 	default:
 		d.leasePrev = time.Time{}
+	}
+	if v.Epoch != d.leaseEpoch || d.leaseAcc == nil {
+		d.leaseAcc = make(map[string]bool, len(acc))
+		for _, m := range acc {
+			d.leaseAcc[m.Name] = true
+		}
 	}
 	d.leaseEpoch, d.leaseOwn = v.Epoch, exp
 	if d.leasePrev.After(exp) {
@@ -1146,9 +1159,12 @@ func (d *detector) checkLease(now time.Time) {
 	valid := now.Before(exp)
 	switch {
 	case valid && d.leaseFenced:
-		d.leaseFenced = false
+		// The replies may come from members that have removed this node
+		// and not told it yet: until it has checked with the cluster, it
+		// runs no job it had not started (maybeRun asks first).
+		d.leaseFenced, d.wasFenced = false, true
 		d.a.log.Warn().Uint64("epoch", v.Epoch).
-			Msg("lease renewed: a quorum answers again and this node is still a member; what the fence handler stopped stays stopped")
+			Msg("lease renewed: a quorum answers again and this node is still a member as far as it knows; what the fence handler stopped stays stopped")
 	case valid:
 		d.leaseHeld = true
 	case d.leaseHeld && !d.leaseFenced:
@@ -1157,6 +1173,25 @@ func (d *detector) checkLease(now time.Time) {
 			Msg("lease expired: no quorum of the view answered within the lease; fencing")
 		d.a.fence("lease-expired", v.Epoch)
 	}
+}
+
+// differByOne reports whether the acceptor set acc differs from prev by at
+// most one member, added or removed: then any quorum of one meets any
+// quorum of the other.
+func differByOne(prev map[string]bool, acc []consensus.Member) bool {
+	if prev == nil {
+		return false
+	}
+	diff, kept := 0, 0
+	for _, m := range acc {
+		if prev[m.Name] {
+			kept++
+		} else {
+			diff++
+		}
+	}
+	diff += len(prev) - kept
+	return diff <= 1
 }
 
 // leaseValid reports whether this node holds its lease now: only then may
@@ -1284,6 +1319,9 @@ func (d *detector) forceRemove(names []string) (uint64, error) {
 	}
 	if len(names) >= len(v.Members) {
 		return 0, errors.New("that would leave nobody in the view")
+	}
+	if st := d.cn.Status(); st.Head > st.Epoch {
+		return 0, fmt.Errorf("this agent is at epoch %d but has heard of epoch %d: run force-remove on the survivor with the highest epoch (vigil info), or wait for this one to catch up", st.Epoch, st.Head)
 	}
 	for _, name := range names {
 		v = d.cn.View()

@@ -85,14 +85,21 @@ func (a *Agent) loadJob(id string) (recovery.Job, bool) {
 	return j, true
 }
 
-func (a *Agent) saveJob(j recovery.Job) {
+// saveJob writes a journal entry; false means the write failed and the
+// agent is stopping: nothing that depends on the entry may follow.
+func (a *Agent) saveJob(j recovery.Job) bool {
+	if a.fatalErr != nil {
+		return false
+	}
 	b, err := j.Encode()
 	if err == nil {
 		err = a.store.PutJob(j.ID, b)
 	}
 	if err != nil {
 		a.fatal(fmt.Errorf("write the recovery journal (%s): %w", j.ID, err))
+		return false
 	}
+	return true
 }
 
 // jobs reads the whole journal, oldest decision first.
@@ -233,7 +240,7 @@ func (a *Agent) maybeRun(j recovery.Job, inherited bool) {
 		a.rec.due[j.ID] = dueJob{at: time.Now().Add(a.cfg.FenceAfter / 4), inherited: inherited}
 		return
 	}
-	if inherited {
+	if inherited || a.det.wasFenced {
 		a.rec.checking[j.ID] = true
 		id := j.ID
 		a.spawn(func() {
@@ -277,9 +284,17 @@ func (a *Agent) onJournalChecked(c journalCheck) {
 	}
 	v := a.det.cn.View()
 	for _, o := range c.answers {
-		if v.Contains(o.from) {
-			j.Merge(o.job) // only members' journals count
+		if !v.Contains(o.from) {
+			continue // only members' journals count
 		}
+		// A later takeover, or another executor for the same token, that
+		// this node has not heard of: it must not run the job.
+		if t := o.job.FencingToken(); t > j.FencingToken() || t == j.FencingToken() && o.job.Executor != j.Executor {
+			a.log.Warn().Str("id", j.ID).Str("from", o.from).Str("executor", o.job.Executor).Uint64("token", t).
+				Msg("a member's journal names another executor for this job: not running it")
+			return
+		}
+		j.Merge(o.job)
 	}
 	a.saveJob(j)
 	if j.State.Final() {
@@ -393,7 +408,9 @@ func (a *Agent) onRecoveryReport(r recoveryReport) {
 			Bool("timed_out", r.res.TimedOut).AnErr("error", r.res.Err).Str("state", string(j.State)).
 			Str("output", string(r.res.Output)).Msg("recovery handler ended")
 	}
-	a.saveJob(j)
+	if !a.saveJob(j) {
+		return
+	}
 	a.replicate(j)
 	// The user event is for operators' `user` handlers; no agent journals
 	// it (anyone can send a user event).
@@ -498,7 +515,9 @@ func (a *Agent) answerJournalPut(in membership.Inbound) {
 		return
 	}
 	j.Merge(o)
-	a.saveJob(j)
+	if !a.saveJob(j) {
+		return // not on disk: not taken
+	}
 	_ = in.Reply([]byte(journalTaken))
 }
 

@@ -54,7 +54,15 @@ func LeaseExpiry(now time.Time, contacts []time.Time, self bool, q int, lease ti
 // learns that a member was removed before it acts for that member (runs
 // its recovery, or takes over its jobs): long enough in real time for the
 // member's lease to have run out on a clock as slow as MaxClockRate
-// allows, measured on a clock as fast as it allows.
+// allows, measured on a clock as fast as it allows, and for the member to
+// have noticed (leaseSlack).
 func RecoveryDelay(lease time.Duration) time.Duration {
-	return time.Duration(math.Ceil(float64(lease)*(1+MaxClockRate)/(1-MaxClockRate))) + time.Millisecond
+	return time.Duration(math.Ceil(float64(lease)*(1+MaxClockRate)/(1-MaxClockRate))) + leaseSlack(lease)
+}
+
+// leaseSlack is the time a member may take to notice that its lease ran
+// out and kill its handlers (its loop checks before every event, and
+// handles events in milliseconds): a tenth of the lease.
+func leaseSlack(lease time.Duration) time.Duration {
+	return lease / 10
 }
