@@ -205,7 +205,7 @@ func TestExampleHandlerWebhook(t *testing.T) {
 	wantWould(t, r, "curl -sS -o /dev/null -w '%{http_code}' --max-time 10 -H 'Content-Type: application/json'"+
 		" -H 'X-Vigil-Decision-Id: e11-1111111111111111' -H 'X-Vigil-Epoch: 12' --data-binary @- --url 'https://hooks.example.com/vigil?team=ops'")
 
-	if !strings.Contains(r.out, `would post: {"id":"e11-1111111111111111","epoch":12,"node":"db-1"`) {
+	if !strings.Contains(r.out, `would post: {"id":"e11-1111111111111111","epoch":12,"decision_epoch":12,"node":"db-1"`) {
 		t.Errorf("the decision JSON from stdin is not shown")
 	}
 
