@@ -206,25 +206,12 @@ func newDetector(a *Agent) (*detector, error) {
 // data dir waits to learn a view from a peer, and votes only once the
 // view has added it (consensus.PersistentState.Fresh).
 func (d *detector) restore() (consensus.PersistentState, error) {
-	var st consensus.PersistentState
-	s := d.a.store
-	b, err := s.LoadAcceptor()
+	st, decided, err := loadConsensus(d.a.store)
 	if err != nil {
 		return st, err
 	}
-	if b != nil {
-		if st.Acceptor, err = consensus.DecodeAcceptorState(b); err != nil {
-			return st, fmt.Errorf("%s: acceptor state: %w", s.Path(), err)
-		}
-	}
-	epoch, vb, err := s.LoadView()
-	if err != nil {
-		return st, err
-	}
-	if vb != nil {
-		if err := json.Unmarshal(vb, &st.View); err != nil || st.View.Epoch != epoch {
-			return st, fmt.Errorf("%s: stored view is unreadable: %v", s.Path(), err)
-		}
+	for _, dec := range decided {
+		d.noteStatus(dec)
 	}
 	switch {
 	case st.View.Epoch == 0 && d.a.bootstrapping:
@@ -232,40 +219,101 @@ func (d *detector) restore() (consensus.PersistentState, error) {
 			return st, err
 		}
 	case st.View.Epoch == 0:
-		st.Fresh = b == nil
 		d.a.log.Info().Msg("no cluster in the data dir: waiting to join one (--join, --retry-join, vigil join), or start one agent with --bootstrap")
 	}
 	for _, m := range st.View.Members {
-		d.status[m.Name] = agreed{status: "alive", epoch: st.View.Epoch, boot: m.Boot, addr: m.Addr}
+		if prev, ok := d.status[m.Name]; !ok || prev.boot != m.Boot || prev.status != "alive" {
+			d.status[m.Name] = agreed{status: "alive", epoch: st.View.Epoch, boot: m.Boot, addr: m.Addr}
+		}
 	}
-	// The log tail: decisions after the oldest one we keep, up to the view.
+	return st, nil
+}
+
+// loadConsensus reads what consensus made durable: the acceptor state, the
+// current view and the contiguous log tail that ends at it (Fresh when the
+// store holds none of them). decided is every stored decision the tail
+// was cut from, oldest first.
+func loadConsensus(s *store.Store) (st consensus.PersistentState, decided []consensus.Decision, err error) {
+	b, err := s.LoadAcceptor()
+	if err != nil {
+		return st, nil, err
+	}
+	if b != nil {
+		if st.Acceptor, err = consensus.DecodeAcceptorState(b); err != nil {
+			return st, nil, fmt.Errorf("%s: acceptor state: %w", s.Path(), err)
+		}
+	}
+	epoch, vb, err := s.LoadView()
+	if err != nil {
+		return st, nil, err
+	}
+	if vb != nil {
+		if err := json.Unmarshal(vb, &st.View); err != nil || st.View.Epoch != epoch {
+			return st, nil, fmt.Errorf("%s: stored view is unreadable: %v", s.Path(), err)
+		}
+	}
+	st.Fresh = b == nil && st.View.Epoch == 0
 	from := uint64(1)
 	if st.View.Epoch > 1024 {
 		from = st.View.Epoch - 1024
 	}
 	recs, err := s.Decisions(from, 0)
 	if err != nil {
-		return st, err
+		return st, nil, err
 	}
 	for _, r := range recs {
 		dec, err := consensus.DecodeDecision(r.Bytes)
 		if err != nil {
-			return st, fmt.Errorf("%s: decision %d: %w", s.Path(), r.Epoch, err)
+			return st, nil, fmt.Errorf("%s: decision %d: %w", s.Path(), r.Epoch, err)
 		}
 		if dec.Epoch >= st.View.Epoch {
 			continue
 		}
+		decided = append(decided, dec)
 		if len(st.Log) == 0 || st.Log[len(st.Log)-1].Epoch+1 == dec.Epoch {
 			st.Log = append(st.Log, dec)
 		} else {
 			st.Log = append(st.Log[:0], dec) // keep the contiguous tail
 		}
-		d.noteStatus(dec)
 	}
 	if len(st.Log) > 0 && st.Log[len(st.Log)-1].Epoch != st.View.Epoch-1 {
 		st.Log = nil
 	}
-	return st, nil
+	return st, decided, nil
+}
+
+// persistReady makes a Ready durable in one transaction, as consensus
+// asks before any of its messages leave: the acceptor state, the new
+// decisions, and the view they lead to.
+func persistReady(s *store.Store, rd consensus.Ready, v consensus.View) error {
+	return s.Batch(func(tx *store.Tx) error {
+		if rd.Persist != nil {
+			b, err := consensus.EncodeAcceptorState(*rd.Persist)
+			if err != nil {
+				return err
+			}
+			if err := tx.SaveAcceptor(b); err != nil {
+				return err
+			}
+		}
+		for _, dec := range rd.Decided {
+			b, err := consensus.EncodeDecision(dec)
+			if err != nil {
+				return err
+			}
+			if err := tx.AppendDecision(dec.Epoch, b); err != nil {
+				return err
+			}
+		}
+		if rd.Snapshot != nil || len(rd.Decided) > 0 {
+			b, err := json.Marshal(v)
+			if err != nil {
+				return err
+			}
+			return tx.SaveView(v.Epoch, b)
+		}
+		return nil
+	})
 }
 
 // bootstrap creates the cluster: a view of this node alone, its acceptor
@@ -923,35 +971,7 @@ func (d *detector) handleReady(reply *membership.Inbound) {
 	if rd.IsEmpty() {
 		return
 	}
-	err := d.a.store.Batch(func(tx *store.Tx) error {
-		if rd.Persist != nil {
-			b, err := consensus.EncodeAcceptorState(*rd.Persist)
-			if err != nil {
-				return err
-			}
-			if err := tx.SaveAcceptor(b); err != nil {
-				return err
-			}
-		}
-		for _, dec := range rd.Decided {
-			b, err := consensus.EncodeDecision(dec)
-			if err != nil {
-				return err
-			}
-			if err := tx.AppendDecision(dec.Epoch, b); err != nil {
-				return err
-			}
-		}
-		if rd.Snapshot != nil || len(rd.Decided) > 0 {
-			v := d.cn.View()
-			b, err := json.Marshal(v)
-			if err != nil {
-				return err
-			}
-			return tx.SaveView(v.Epoch, b)
-		}
-		return nil
-	})
+	err := persistReady(d.a.store, rd, d.cn.View())
 	if err != nil {
 		// Nothing that depends on unsaved state may leave this node: the
 		// agent stops, and restarts from what is on disk.

@@ -66,6 +66,10 @@ type Options struct {
 	// MaxBoots is how many boot records are kept (newest by insertion).
 	// 0 means DefaultMaxBoots; negative is invalid.
 	MaxBoots int
+	// FailWrite, when set, is called before every write of a transaction
+	// after Open; an error aborts the transaction. It is for tests that
+	// fail the i-th write of a caller (as pebble's errorfs does).
+	FailWrite func() error
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -185,6 +189,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		}
 		return nil, classifyIO(dir, path, fmt.Errorf("init schema: %w", err))
 	}
+	s.failWrite = opts.FailWrite
 	return s, nil
 }
 
