@@ -255,6 +255,15 @@ func TestForceRemoveRestoresServiceAfterQuorumLoss(t *testing.T) {
 			t.Fatalf("without a quorum n1 has %s as %q (%v)", gone, m.Status, err)
 		}
 	}
+	// force-remove is for the dead: wait until gossip, too, has them failed.
+	for _, gone := range []string{"n3", "n4", "n5"} {
+		waitFor(t, 90*time.Second, "gossip on n1 has "+gone+" failed", func() error {
+			if st, err := nodes[0].gossipStatus(gone); err != nil || st == "alive" {
+				return fmt.Errorf("%s is %q in gossip (%v)", gone, st, err)
+			}
+			return nil
+		})
+	}
 	if _, err := nodes[0].vigil("force-remove", "n3", "n4", "n5"); err == nil || !strings.Contains(err.Error(), "--confirm-quorum-loss") {
 		t.Fatalf("force-remove without confirmation: %v", err)
 	}

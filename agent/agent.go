@@ -249,8 +249,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	if len(a.cfg.RetryJoin) > 0 {
 		a.spawn(func() { retryErr <- a.retryJoin(loopCtx) })
 	}
-	probeT := time.NewTicker(probeTick)
+	probeT := time.NewTimer(time.Hour)
 	defer probeT.Stop()
+	a.det.probeTimer = probeT
 	consT := time.NewTicker(consensusTick)
 	defer consT.Stop()
 	a.det.refreshMonitors()
@@ -305,6 +306,7 @@ loop:
 		case now := <-probeT.C:
 			a.det.checkLease(time.Now())
 			a.det.probeDue(now)
+			a.det.armProber()
 		case r := <-a.det.probeCh:
 			a.det.checkLease(time.Now())
 			a.det.onProbe(r)

@@ -19,10 +19,9 @@ import (
 )
 
 // The detector's cadences. Consensus counts in ticks of consensusTick;
-// the prober looks for due probes every probeTick.
+// the prober sleeps until the next probe is due (armProber).
 const (
 	consensusTick = 100 * time.Millisecond
-	probeTick     = 5 * time.Millisecond
 	// queryTimeout keeps a consensus query open for its answer: about a
 	// gossip hop there (the query) and a direct packet back.
 	queryTimeout = 1500 * time.Millisecond
@@ -162,6 +161,8 @@ type detector struct {
 	lastLoad    time.Time
 	susCfg      suspicion.Config
 	ccfg        consensus.Config
+	// probeTimer fires when the earliest probe is due; nil until Run.
+	probeTimer *time.Timer
 }
 
 func newDetector(a *Agent) (*detector, error) {
@@ -575,6 +576,7 @@ func (d *detector) refreshMonitors() {
 			d.sus.For(name, m.Boot).ResetProposals()
 		}
 	}
+	d.armProber()
 }
 
 func (d *detector) scorer(name string) *scoring.Peer {
@@ -593,6 +595,26 @@ func (d *detector) scorer(name string) *scoring.Peer {
 	}
 	d.scorers[name] = sc
 	return sc
+}
+
+// armProber sets the probe timer to the earliest due probe, so the loop
+// sleeps until then instead of polling. A peer with 32 pings in flight
+// waits for answers, not for the timer: onProbe re-arms.
+func (d *detector) armProber() {
+	if d.probeTimer == nil {
+		return
+	}
+	var next time.Time
+	for _, p := range d.probes {
+		if p.inflight < 32 && (next.IsZero() || p.next.Before(next)) {
+			next = p.next
+		}
+	}
+	if next.IsZero() {
+		d.probeTimer.Stop()
+		return
+	}
+	d.probeTimer.Reset(max(time.Until(next), 0))
 }
 
 // probeDue starts the pings that are due.
@@ -674,6 +696,9 @@ func (d *detector) onProbe(r probeResult) {
 	now := time.Now()
 	if !r.late {
 		p.inflight--
+	}
+	if p.inflight == 31 {
+		d.armProber() // it was at the cap: due again now
 	}
 	if p.leaseOnly {
 		return
