@@ -217,7 +217,7 @@ func TestExampleHandlerWebhook(t *testing.T) {
 
 func TestExampleHandlerFence(t *testing.T) {
 	path := handlerPath(t, "fence.sh")
-	for _, reason := range []string{"removed", "no-quorum"} {
+	for _, reason := range []string{"removed", "lease-expired"} {
 		cmd := recovery.FenceCommand(path, "db-1", reason, 21, 0)
 		wantWould(t, runExampleHandler(t, cmd, "FENCE_UNIT=postgresql@16-main.service"),
 			"systemctl stop -- postgresql@16-main.service")

@@ -284,9 +284,9 @@ func RecoveryCommand(path string, job Job, self string, n int, timeout time.Dura
 	return Command{Path: path, Env: env, Stdin: append(in, '\n'), Timeout: timeout}
 }
 
-// FenceCommand builds the run of the fence handler: this node was removed
-// from the view (reason "removed") or has lost contact with a quorum
-// ("no-quorum").
+// FenceCommand builds the run of the fence handler: this node's lease ran
+// out (reason "lease-expired") or it learned it was removed from the view
+// ("removed").
 func FenceCommand(path, self, reason string, epoch uint64, timeout time.Duration) Command {
 	return Command{Path: path, Timeout: timeout, Env: []string{
 		"VIGIL_EVENT=fence",

@@ -1,8 +1,9 @@
 #!/bin/sh
-# fence.sh: vigil fence handler (--fence-handler). vigil runs it when this node
-# was removed from the view (VIGIL_REASON=removed) or lost contact with a
-# quorum (VIGIL_REASON=no-quorum): the rest of the cluster may already be
-# recovering this node's work elsewhere, so stop serving it here, now.
+# fence.sh: vigil fence handler (--fence-handler). vigil runs it when this
+# node's lease ran out (VIGIL_REASON=lease-expired: no quorum of its view
+# answered within --fence-after) or when it learned it was removed from the
+# view (VIGIL_REASON=removed): the rest of the cluster recovers this node's
+# work elsewhere once the lease has run out, so stop serving it here, now.
 # It stops the local systemd unit $FENCE_UNIT (default app.service).
 #
 # Reads: FENCE_UNIT, VIGIL_REASON, VIGIL_EPOCH, VIGIL_SELF. No stdin.
@@ -12,7 +13,8 @@
 #   Stopping a unit that is already stopped succeeds, so running twice is safe.
 # VIGIL_DRY_RUN=1: prints "would: systemctl stop UNIT" instead.
 # Adapt: add more `run` lines (drop a virtual IP, block a port, release a
-#   lock); or act only on VIGIL_REASON=removed if no-quorum is too eager.
+#   lock). Do not skip lease-expired: the recovery elsewhere is timed on the
+#   assumption that this handler stopped the service by then.
 set -eu
 
 say() { printf '%s: %s\n' "${0##*/}" "$*" >&2; }
@@ -30,7 +32,7 @@ run() {
 unit=${FENCE_UNIT:-app.service}
 reason=${VIGIL_REASON:-}
 case $reason in
-removed | no-quorum) ;;
+removed | lease-expired) ;;
 *) say "unexpected VIGIL_REASON '$reason': fencing anyway" ;;
 esac
 say "${VIGIL_SELF:-this node} fenced ($reason, epoch ${VIGIL_EPOCH:-?}): stopping $unit"
