@@ -469,54 +469,49 @@ func (d *detector) ineligible(name string) bool {
 	return ok && m.Tags[membership.ExecutorTag] != "1"
 }
 
-// localHealth reports whether none of the peers this observer monitors (at
-// least two) has answered a ping for healthSilence: then it is itself the
-// likelier culprit, starved of CPU or cut off from everyone (Lifeguard,
-// Dadgar et al. 2018, §IV: local health). A slow observer probes at the
-// calm rate (its bursts would only add load), proposes no removal and
-// votes nobody unreachable. An observer on the majority side of a
-// partition still hears some of its peers, so it still decides.
-func (d *detector) localHealth() (slow bool, silent, monitored int) {
+// health is this observer's view of itself over the peers it monitors
+// (Lifeguard, Dadgar et al. 2018, §IV: local health): how many it doubts,
+// and how many have not answered a ping for healthSilence.
+type health struct {
+	monitored, doubted, silent int
+}
+
+// slow: none of the peers it monitors (at least two) has answered for a
+// while, so the observer is the likelier culprit, starved of CPU or cut off
+// from everyone. A slow observer proposes no removal and votes nobody
+// unreachable. An observer on the majority side of a partition still hears
+// some of its peers, so it still decides.
+func (h health) slow() bool { return h.monitored >= 2 && h.silent == h.monitored }
+
+// calm: the observer is slow, or doubts more than half of its peers at
+// once (at least two). It then probes every peer at the calm rate: bursts
+// would only add load where the observer, or the whole machine, is the
+// likelier cause, and a spiral of late acks and more bursts would follow.
+func (h health) calm() bool { return h.slow() || h.doubted >= 2 && 2*h.doubted > h.monitored }
+
+func (d *detector) health() health {
+	var h health
 	now := time.Now()
-	for _, p := range d.probes {
+	for name, p := range d.probes {
 		if p.leaseOnly {
 			continue
 		}
-		monitored++
+		h.monitored++
+		if d.down(name) {
+			h.doubted++
+		}
 		last := p.lastReply
 		if last.IsZero() {
 			last = p.since
 		}
 		if now.Sub(last) >= healthSilence {
-			silent++
+			h.silent++
 		}
 	}
-	return monitored >= 2 && silent == monitored, silent, monitored
+	return h
 }
 
-func (d *detector) slow() bool {
-	s, _, _ := d.localHealth()
-	return s
-}
-
-// calm reports whether this observer doubts more than half of the peers
-// it monitors at once (at least two): then it probes every peer at the
-// calm rate. Bursts would only add load where the observer, or the whole
-// machine, is the likelier cause, and a spiral of late acks and more
-// bursts would follow.
-func (d *detector) calm() bool {
-	monitored, doubted := 0, 0
-	for name, p := range d.probes {
-		if p.leaseOnly {
-			continue
-		}
-		monitored++
-		if d.down(name) {
-			doubted++
-		}
-	}
-	return doubted >= 2 && 2*doubted > monitored
-}
+func (d *detector) slow() bool { return d.health().slow() }
 
 // serfMember finds a member in serf's list.
 func (d *detector) serfMember(name string) (membership.Member, bool) {
@@ -619,7 +614,7 @@ func (d *detector) armProber() {
 
 // probeDue starts the pings that are due.
 func (d *detector) probeDue(now time.Time) {
-	calm := d.calm() || d.slow()
+	calm := d.health().calm()
 	for name, p := range d.probes {
 		if now.Before(p.next) || p.inflight >= 32 {
 			continue

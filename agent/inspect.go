@@ -147,8 +147,8 @@ type Why struct {
 	LocalHealth LocalHealth `json:"local_health"`
 }
 
-// LocalHealth says whether this agent doubts most of the peers it probes
-// at once, and so trusts its own evidence less (detector.slow).
+// LocalHealth says whether this agent has heard from none of the peers it
+// probes for a while, and so trusts its own evidence less (health.slow).
 type LocalHealth struct {
 	Slow bool `json:"slow"`
 	// Silent of Monitored peers have not answered for a while.
@@ -208,8 +208,8 @@ func (d *detector) why(node string) (Why, bool) {
 		e := t.Explain(d.now())
 		out.Suspicion = &e
 	}
-	slow, silent, monitored := d.localHealth()
-	out.LocalHealth = LocalHealth{Slow: slow, Silent: silent, Monitored: monitored, Fenced: d.leaseFenced}
+	h := d.health()
+	out.LocalHealth = LocalHealth{Slow: h.slow(), Silent: h.silent, Monitored: h.monitored, Fenced: d.leaseFenced}
 	if d.leaseHeld {
 		out.LocalHealth.Lease = d.leaseExpiry
 	}

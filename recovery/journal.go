@@ -225,19 +225,6 @@ type Announcement struct {
 	Final    bool   `json:"final,omitempty"`
 }
 
-// DecodeAnnouncement reads a recovery event's payload; bytes from the
-// network never panic it.
-func DecodeAnnouncement(b []byte) (Announcement, error) {
-	var a Announcement
-	if err := json.Unmarshal(b, &a); err != nil {
-		return a, fmt.Errorf("recovery: bad announcement: %w", err)
-	}
-	if a.ID == "" || a.Executor == "" || a.Attempt < 1 {
-		return a, errors.New("recovery: bad announcement: missing id, executor or attempt")
-	}
-	return a, nil
-}
-
 // HandlerInput is the decision as the recovery handler reads it on stdin.
 type HandlerInput struct {
 	ID string `json:"id"`
