@@ -437,6 +437,7 @@ func (a *Agent) rejoin(dec consensus.Decision) {
 		return
 	}
 	a.boot = boot
+	fenced := a.det.leaseFenced || a.det.wasFenced // this incarnation fenced already
 	a.det.wasFenced = false
 	if err := a.mesh.SetTags(a.ownTags()); err != nil {
 		a.log.Error().Err(err).Msg("cannot publish the new boot id")
@@ -446,7 +447,7 @@ func (a *Agent) rejoin(dec consensus.Decision) {
 	}
 	a.log.Warn().Str("old_boot", old).Str("boot", boot).Uint64("epoch", dec.Epoch+1).Str("id", dec.ID()).
 		Msg("this node was declared failed; rejoining under a new boot id")
-	if a.det.leaseFenced {
+	if fenced {
 		a.stopRecoveries() // the fence handler ran when the lease ran out
 	} else {
 		a.fence("removed", dec.Epoch+1)
