@@ -42,6 +42,10 @@ const (
 	// DecisionEvent names the serf user event that announces decisions.
 	DecisionEvent = "vigil-decision"
 	samplesKept   = 32
+	// settleAfterFence is how long a node that fenced waits with no new
+	// decision before it runs the handlers of what it learned: two
+	// anti-entropy rounds (consensus CatchupInterval is 20 ticks).
+	settleAfterFence = 2 * 20 * consensusTick
 	// healthSilence is how long without any reply from every monitored
 	// peer makes this observer doubt itself (localHealth).
 	healthSilence = 600 * time.Millisecond
@@ -154,6 +158,7 @@ type detector struct {
 	// wasFenced: this incarnation ran out of its lease once; its jobs are
 	// checked with the cluster before they run (maybeRun).
 	wasFenced   bool
+	lastApplied time.Time // when the last decision was applied; see flushDeferred
 	probeCh     chan probeResult
 	burstCh     chan burstResult
 	lastCatchup time.Time
@@ -1027,6 +1032,7 @@ func (d *detector) handleReady(reply *membership.Inbound) {
 // apply acts on one decision, once: handlers, the announcement, and a
 // rejoin if this node was removed.
 func (d *detector) apply(dec consensus.Decision) {
+	d.lastApplied = time.Now()
 	c := dec.Change
 	prev, hadPrev := d.status[c.Member.Name]
 	view := d.cn.View()
@@ -1086,6 +1092,12 @@ func (d *detector) apply(dec consensus.Decision) {
 // runs member-failed or member-leave for itself.
 func (d *detector) flushDeferred() {
 	if len(d.deferred) == 0 || d.cn.Status().Head > d.cn.Epoch() {
+		return
+	}
+	if (d.leaseFenced || d.wasFenced) && time.Since(d.lastApplied) < settleAfterFence {
+		// Cut off a moment ago: the head it knows of may be stale (the
+		// decision that removed it can still be on its way), so it waits
+		// until no decision has come for a while (tick calls again).
 		return
 	}
 	evs := d.deferred
