@@ -22,9 +22,6 @@ import (
 // the prober sleeps until the next probe is due (armProber).
 const (
 	consensusTick = 100 * time.Millisecond
-	// queryTimeout keeps a consensus query open for its answer: about a
-	// gossip hop there (the query) and a direct packet back.
-	queryTimeout = 1500 * time.Millisecond
 	// rankHeadStart is how long each observer of an accused peer lets the
 	// one before it in ring order propose first.
 	rankHeadStart = 2 * time.Second
@@ -109,12 +106,13 @@ type cachedVerdict struct {
 }
 
 // messenger carries consensus messages between agents. membership.Mesh
-// implements it over serf queries; a direct transport could replace it.
+// implements it point to point on the gossip port.
 type messenger interface {
-	// Exchange delivers payload to node to, sending it again every retry
-	// until it is answered or timeout passes; the answer is queued for
-	// TakeInbound. It blocks.
-	Exchange(to string, payload []byte, retry, timeout time.Duration, stop <-chan struct{}) error
+	// Send delivers payload to node to without blocking; it repeats it
+	// on Resend until the node acknowledges it or a timeout passes.
+	Send(to string, payload []byte) error
+	// Resend repeats the messages whose acknowledgement is overdue.
+	Resend()
 	// TakeInbound returns the consensus messages that arrived.
 	TakeInbound() []membership.Inbound
 }
@@ -803,7 +801,7 @@ func (d *detector) propose(c consensus.Change) bool {
 		d.a.log.Debug().Err(err).Str("change", c.String()).Msg("proposal not started")
 		return false
 	}
-	d.handleReady(nil)
+	d.handleReady()
 	return true
 }
 
@@ -955,40 +953,26 @@ func (d *detector) onInbound(in membership.Inbound) {
 	if err := d.cn.Step(m); err != nil {
 		d.a.log.Debug().Err(err).Str("msg", m.String()).Msg("consensus message not taken")
 	}
-	d.handleReady(&in)
+	d.handleReady()
 	d.adoptCluster(in.From)
-	if in.CanReply() {
-		_ = in.Reply(nil) // an empty answer: received, nothing to say
-	}
 }
 
-// send delivers a consensus message: as the answer to the query it
-// replies to when there is one, else as a query of its own.
-func (d *detector) send(m consensus.Message, reply *membership.Inbound) {
+// send delivers a consensus message to its one addressee.
+func (d *detector) send(m consensus.Message) {
 	b, err := consensus.Encode(m)
 	if err != nil {
 		d.a.log.Error().Err(err).Str("msg", m.String()).Msg("cannot encode a consensus message")
 		return
 	}
-	d.a.log.Debug().Str("msg", m.String()).Bool("as_reply", reply != nil && reply.From == m.To && reply.CanReply()).Msg("consensus send")
-	if reply != nil && reply.From == m.To && reply.CanReply() {
-		if err := reply.Reply(b); err == nil {
-			return
-		}
+	d.a.log.Debug().Str("msg", m.String()).Msg("consensus send")
+	if err := d.msg.Send(m.To, b); err != nil {
+		d.a.log.Debug().Err(err).Str("msg", m.String()).Msg("consensus message not sent")
 	}
-	d.a.spawn(func() {
-		// Two gossip rounds: time for the query to go out and the answer
-		// to come back, before it is sent again.
-		retry := max(2*d.a.mesh.GossipInterval(), 150*time.Millisecond)
-		if err := d.msg.Exchange(m.To, b, retry, queryTimeout, d.a.stopping); err != nil {
-			d.a.log.Debug().Err(err).Str("msg", m.String()).Msg("consensus message not answered")
-		}
-	})
 }
 
 // handleReady does what consensus asks, in its order: persist, then send,
 // then act on decisions.
-func (d *detector) handleReady(reply *membership.Inbound) {
+func (d *detector) handleReady() {
 	if d.a.fatalErr != nil {
 		return // stopping: the node's memory is ahead of the disk
 	}
@@ -1004,7 +988,7 @@ func (d *detector) handleReady(reply *membership.Inbound) {
 		return
 	}
 	for _, m := range rd.Messages {
-		d.send(m, reply)
+		d.send(m)
 	}
 	if rd.Snapshot != nil {
 		d.a.log.Info().Uint64("epoch", rd.Snapshot.Epoch).Int("members", len(rd.Snapshot.Members)).Msg("installed the agreed view from a peer")
@@ -1131,8 +1115,9 @@ func (d *detector) eventMember(m consensus.Member) membership.Member {
 
 // tick advances consensus and proposes the adds and leaves serf shows.
 func (d *detector) tick() {
+	d.msg.Resend()
 	d.cn.Tick()
-	d.handleReady(nil)
+	d.handleReady()
 	d.flushDeferred()
 	now := time.Now()
 	members := d.a.mesh.Members() // one copy of serf's list per tick
@@ -1147,7 +1132,7 @@ func (d *detector) tick() {
 		}
 		if len(peers) > 0 {
 			d.cn.CatchUp(peers[rand.Intn(len(peers))])
-			d.handleReady(nil)
+			d.handleReady()
 		}
 	}
 	if now.Sub(d.lastLoad) > 5*time.Second {
@@ -1344,7 +1329,7 @@ func (d *detector) onDecisionEvent(payload []byte) {
 	}
 	d.a.log.Debug().Uint64("epoch", dec.Epoch).Str("ask", peer).Msg("a decision was announced: asking a member for the log")
 	d.cn.CatchUp(peer)
-	d.handleReady(nil)
+	d.handleReady()
 }
 
 // forceRemove removes members of the view that are gone for good, each by
@@ -1387,7 +1372,7 @@ func (d *detector) forceRemove(names []string) (uint64, error) {
 			return 0, fmt.Errorf("force-remove %s: %w", name, err)
 		}
 		d.a.log.Warn().Str("change", c.String()).Uint64("epoch", v.Epoch).Msg("decided WITHOUT a quorum, as the operator asked (force-remove)")
-		d.handleReady(nil)
+		d.handleReady()
 		if d.a.fatalErr != nil {
 			return 0, d.a.fatalErr
 		}

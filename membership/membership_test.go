@@ -99,10 +99,17 @@ func TestInboundAnswersOnce(t *testing.T) {
 // joins them. Ports below 32768, away from the e2e tests' 127.0.x.y.
 func startPair(t *testing.T) (*Mesh, *Mesh, func()) {
 	t.Helper()
+	return startPairKeys(t, nil, nil)
+}
+
+// startPairKeys is startPair with gossip keys for a and b (nil: none).
+func startPairKeys(t *testing.T, keyA, keyB []byte) (*Mesh, *Mesh, func()) {
+	t.Helper()
 	base := 20000 + os.Getpid()%5000*2
+	keys := map[string][]byte{"a": keyA, "b": keyB}
 	mk := func(name string, port int) *Mesh {
 		m, err := Start(Config{NodeName: name, BindAddr: "127.0.0.1", BindPort: port, Profile: "local",
-			Tags: map[string]string{BootTag: name + "-boot"}, Logger: zerolog.Nop()})
+			Tags: map[string]string{BootTag: name + "-boot"}, Logger: zerolog.Nop(), EncryptKey: keys[name]})
 		if err != nil {
 			t.Skipf("cannot start a mesh on 127.0.0.1:%d: %v", port, err)
 		}
@@ -139,44 +146,35 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-func TestExchangeAndAskOverARealMesh(t *testing.T) {
+func TestSendAndAskOverARealMesh(t *testing.T) {
 	a, b, stop := startPair(t)
 	defer stop()
-	done := make(chan struct{})
-	defer close(done)
 	waitUntil(t, 10*time.Second, "both members", func() bool { return len(a.Members()) == 2 && len(b.Members()) == 2 })
 
-	// b answers a's consensus query; a queues the answer.
-	var answered sync.WaitGroup
-	answered.Add(1)
-	go func() {
-		defer answered.Done()
-		deadline := time.Now().Add(10 * time.Second)
-		for time.Now().Before(deadline) {
-			for _, in := range b.TakeInbound() {
-				if in.Query == ConsensusQuery && string(in.Payload) == "prepare" && in.From == "a" {
-					in.Reply([]byte("promise"))
-					return
-				}
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}()
-	if err := a.Exchange("b", []byte("prepare"), 200*time.Millisecond, 5*time.Second, done); err != nil {
+	// A consensus message goes to b alone, point to point, and is
+	// acknowledged: nothing is left to resend.
+	if err := a.Send("b", []byte("prepare")); err != nil {
 		t.Fatal(err)
 	}
-	answered.Wait()
-	var reply []Inbound
-	waitUntil(t, 5*time.Second, "the answer queued at a", func() bool { reply = append(reply, a.TakeInbound()...); return len(reply) > 0 })
-	if reply[0].From != "b" || string(reply[0].Payload) != "promise" || reply[0].CanReply() {
-		t.Errorf("answer %+v", reply[0])
+	var msgs []Inbound
+	waitUntil(t, 5*time.Second, "the message at b", func() bool {
+		a.Resend()
+		msgs = append(msgs, b.TakeInbound()...)
+		return len(msgs) > 0
+	})
+	if m := msgs[0]; m.From != "a" || m.Query != ConsensusQuery || string(m.Payload) != "prepare" || m.CanReply() {
+		t.Errorf("message %+v", m)
+	}
+	waitUntil(t, 5*time.Second, "the ack at a", func() bool { return a.direct.pending() == 0 })
+	if st := a.DirectStats(); st.Sent != 1 || st.Acked != 1 {
+		t.Errorf("a's stats %+v", st)
 	}
 
-	// A query nobody answers ends at its timeout with an error.
-	if err := a.Exchange("nobody", []byte("x"), 100*time.Millisecond, 500*time.Millisecond, done); err == nil {
-		t.Error("an unanswered exchange reported success")
+	// Unknown nodes and oversized messages are refused at once.
+	if err := a.Send("nobody", []byte("x")); err == nil {
+		t.Error("a message to an unknown node was sent")
 	}
-	if err := a.Exchange("b", bytes.Repeat([]byte("x"), MaxMessage+1), time.Second, time.Second, done); err == nil {
+	if err := a.Send("b", bytes.Repeat([]byte("x"), MaxMessage+1)); err == nil {
 		t.Error("an oversized message was sent")
 	}
 

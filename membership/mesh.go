@@ -109,6 +109,9 @@ type Mesh struct {
 
 	// queryMu serializes serf queries: see query.
 	queryMu sync.Mutex
+	// direct carries consensus messages point to point; addrs is where.
+	direct *direct
+	addrs  addrBook
 
 	// mu guards the fields below.
 	mu      sync.Mutex
@@ -191,6 +194,22 @@ func Start(cfg Config) (*Mesh, error) {
 	}
 	lg := newStdLogger(cfg.Logger)
 	mc.Logger = lg
+	// memberlist's own UDP and TCP transport, with vigil's point-to-point
+	// datagrams taken out of it (see direct.go).
+	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
+		BindAddrs: []string{cfg.BindAddr},
+		BindPort:  cfg.BindPort,
+		Logger:    lg,
+	})
+	if err != nil {
+		return nil, explainStartError(cfg, err)
+	}
+	if cfg.BindPort == 0 {
+		mc.BindPort = nt.GetAutoBindPort()
+		if mc.AdvertisePort == 0 {
+			mc.AdvertisePort = mc.BindPort
+		}
+	}
 
 	m := &Mesh{
 		serfCh:       make(chan serf.Event, 1024),
@@ -200,6 +219,14 @@ func Start(cfg Config) (*Mesh, error) {
 		probeTimeout: mc.ProbeTimeout,
 		gossipEvery:  mc.GossipInterval,
 	}
+	m.direct = newDirect(cfg.NodeName, mc.Keyring)
+	m.direct.addrOf = m.addrOf
+	m.direct.deliver = m.offerInbound
+	mux := newMuxTransport(nt, m.direct.onFrame)
+	// A write that fails is a lost datagram: the message is sent again.
+	m.direct.write = func(b []byte, addr string) { _, _ = mux.WriteTo(b, addr) }
+	go mux.pump()
+	mc.Transport = mux
 	// Acks carry this node's load; see probe.go.
 	mc.Ping = m.loads
 	sc := serf.DefaultConfig()
@@ -224,6 +251,7 @@ func Start(cfg Config) (*Mesh, error) {
 	sc.QueryResponseSizeLimit = MaxMessage + 256
 	s, err := serf.Create(sc)
 	if err != nil {
+		_ = mux.Shutdown()
 		return nil, explainStartError(cfg, err)
 	}
 	m.serf = s
@@ -253,7 +281,7 @@ func (m *Mesh) Pump(ctx context.Context) {
 			return
 		case e := <-m.serfCh:
 			if q, ok := e.(*serf.Query); ok {
-				if q.Name == ConsensusQuery || q.Name == JournalQuery || q.Name == JournalPutQuery {
+				if q.Name == JournalQuery || q.Name == JournalPutQuery {
 					m.enqueueInbound(Inbound{Query: q.Name, From: q.SourceNode(), Payload: append([]byte(nil), q.Payload...), reply: q.Respond})
 				}
 				continue
@@ -261,6 +289,13 @@ func (m *Mesh) Pump(ctx context.Context) {
 			ev, ok := convert(e)
 			if !ok {
 				continue
+			}
+			for _, mb := range ev.Members {
+				if ev.Type == MemberReap {
+					m.addrs.forget(mb.Name)
+				} else {
+					m.addrs.set(mb.Name, mb.Addr, mb.Port)
+				}
 			}
 			m.mu.Lock()
 			m.queue = append(m.queue, ev)

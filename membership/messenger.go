@@ -2,16 +2,14 @@ package membership
 
 import (
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/serf/serf"
 )
 
-// ConsensusQuery is the serf query that carries consensus messages. serf
-// owns memberlist's delegate and drops user messages it does not know, so
-// queries are the way to reach one node: FilterNodes names it, the gossip
-// keyring encrypts it, and its answer comes straight back over UDP.
+// ConsensusQuery names the consensus messages in Inbound. They travel
+// point to point (Send), not as serf queries: a query is gossiped to the
+// whole cluster, so its cost grows with N for every message.
 const ConsensusQuery = "vigil-consensus"
 
 // JournalQuery asks every agent for its journal entry of one recovery job
@@ -23,8 +21,8 @@ const JournalQuery = "vigil-journal"
 // until a quorum has taken it, so a takeover that asks a quorum learns it.
 const JournalPutQuery = "vigil-journal-put"
 
-// MaxMessage is the largest consensus message the mesh carries: it must
-// fit, with the query's own header and filter, in one gossip packet.
+// MaxMessage is the largest consensus message the mesh carries: with its
+// frame, it stays in one datagram under the path MTU.
 const MaxMessage = 1024
 
 // Inbound is a message that arrived: a query from a peer (which may be
@@ -67,68 +65,51 @@ func (m *Mesh) enqueueInbound(in Inbound) {
 	m.wake()
 }
 
-// Exchange sends one consensus message to one node as a serf query and
-// queues its answer. A query travels by gossip, and gossip gives each
-// broadcast only RetransmitMult·⌈log10(N+1)⌉ transmissions to random
-// members (2 with the local profile), dead ones included for
-// GossipToTheDeadTime: a query may never reach its one addressee. So every
-// consensus query is answered (an empty answer is an ack), and Exchange
-// sends the message again every retry until an answer comes or timeout
-// passes. Consensus messages are idempotent. It blocks: run it on a
-// goroutine; stop ends it early.
-func (m *Mesh) Exchange(to string, payload []byte, retry, timeout time.Duration, stop <-chan struct{}) error {
-	if len(payload) > MaxMessage {
-		return fmt.Errorf("membership: consensus message of %d bytes exceeds %d", len(payload), MaxMessage)
+// Send delivers one consensus message to one node, point to point on the
+// gossip port (see direct.go), and repeats it until the node acknowledges
+// it or directTimeout passes: call Resend regularly. It does not block.
+func (m *Mesh) Send(to string, payload []byte) error {
+	return m.direct.send(to, payload, time.Now())
+}
+
+// Resend repeats the messages whose acknowledgement is overdue.
+func (m *Mesh) Resend() { m.direct.resend(time.Now()) }
+
+// DirectStats counts the point-to-point messages so far.
+func (m *Mesh) DirectStats() DirectStats {
+	m.direct.mu.Lock()
+	defer m.direct.mu.Unlock()
+	return m.direct.stats
+}
+
+// offerInbound queues a message from the direct transport, unless the
+// queue is full.
+func (m *Mesh) offerInbound(in Inbound) bool {
+	m.mu.Lock()
+	if len(m.inbound) >= maxInbound {
+		m.mu.Unlock()
+		return false
 	}
-	deadline := time.Now().Add(timeout)
-	answers := make(chan serf.NodeResponse, 4)
-	var open []*serf.QueryResponse
-	var wg sync.WaitGroup
-	defer func() {
-		for _, qr := range open {
-			qr.Close()
-		}
-		wg.Wait()
-	}()
-	var lastErr error
-	for time.Now().Before(deadline) {
-		qr, err := m.query(ConsensusQuery, payload, &serf.QueryParam{
-			FilterNodes: []string{to},
-			Timeout:     time.Until(deadline),
-		})
-		if err != nil {
-			lastErr = err
-		} else {
-			open = append(open, qr)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for r := range qr.ResponseCh() {
-					select {
-					case answers <- r:
-					default:
-					}
-				}
-			}()
-		}
-		t := time.NewTimer(min(retry, time.Until(deadline)))
-		select {
-		case r := <-answers:
-			t.Stop()
-			if r.From == to && len(r.Payload) > 0 {
-				m.enqueueInbound(Inbound{Query: ConsensusQuery, From: r.From, Payload: append([]byte(nil), r.Payload...)})
-			}
-			return nil
-		case <-stop:
-			t.Stop()
-			return nil
-		case <-t.C:
+	m.inbound = append(m.inbound, in)
+	m.mu.Unlock()
+	m.wake()
+	return true
+}
+
+// addrOf is where a member's gossip, and so its direct messages, go.
+func (m *Mesh) addrOf(name string) (string, bool) {
+	if a, ok := m.addrs.get(name); ok {
+		return a, true
+	}
+	// Not yet seen in an event (the agent knows it from its view log):
+	// ask serf.
+	for _, sm := range m.serf.Members() {
+		if sm.Name == name {
+			m.addrs.set(sm.Name, sm.Addr, sm.Port)
+			return m.addrs.get(name)
 		}
 	}
-	if lastErr != nil {
-		return fmt.Errorf("send to %s: %w", to, lastErr)
-	}
-	return fmt.Errorf("send to %s: no answer within %v", to, timeout)
+	return "", false
 }
 
 // Answer is one agent's answer to Ask; an empty Payload says it has

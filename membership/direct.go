@@ -1,0 +1,402 @@
+package membership
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Consensus messages travel point to point, on the gossip port itself:
+// vigil wraps memberlist's UDP transport, takes the datagrams that start
+// with directMagic and hands every other one to memberlist. memberlist's
+// own packets start with a message type (< 16), an encryption version
+// (0 or 1) or its label marker (244), so the two never mix, and operators
+// open no new port.
+//
+// A datagram is
+//
+//	directMagic | flags | body          (flags&flagSealed == 0)
+//	directMagic | flags | nonce | AES-GCM(body), the first two bytes as
+//	                                    additional data (flagSealed)
+//
+// and a body is
+//
+//	kind | seq (8 bytes) | len(from) | from | payload
+//
+// With a gossip keyring every datagram is sealed with its primary key and
+// opened with any of its keys, as memberlist does; unsealed datagrams are
+// then dropped, and sealed ones are dropped by an agent without a key.
+// Every message is acknowledged by an ack frame of the same seq; the
+// sender repeats a message every retry until it is acknowledged or
+// its timeout passes (Resend). Consensus messages are idempotent.
+const (
+	directMagic = 0xF6
+	flagSealed  = 1
+
+	kindMsg = 1
+	kindAck = 2
+
+	// directRetry is how long a message waits for its ack before it is
+	// sent again, and directTimeout how long it is sent at all.
+	directRetry   = 200 * time.Millisecond
+	directTimeout = 1500 * time.Millisecond
+
+	// maxOutstanding bounds the messages waiting for an ack, and
+	// maxInbound those waiting for the agent: beyond them, the oldest
+	// outstanding message is given up and new arrivals are dropped.
+	maxOutstanding = 512
+	maxInbound     = 4096
+	// dedupWindow is how many recent seqs per sender are remembered, so
+	// a message repeated because its ack was lost is delivered once.
+	dedupWindow = 64
+)
+
+// DirectStats counts the point-to-point traffic, for `vigil info`.
+type DirectStats struct {
+	Sent, Resent, Acked, GivenUp uint64
+	Received, Duplicate, Dropped uint64
+}
+
+// muxTransport is memberlist's NetTransport with vigil's datagrams taken
+// out of its packet stream.
+type muxTransport struct {
+	*memberlist.NetTransport
+	out     chan *memberlist.Packet
+	stop    chan struct{}
+	stopped sync.Once
+	onFrame func(*memberlist.Packet)
+}
+
+func newMuxTransport(nt *memberlist.NetTransport, onFrame func(*memberlist.Packet)) *muxTransport {
+	return &muxTransport{NetTransport: nt, out: make(chan *memberlist.Packet), stop: make(chan struct{}), onFrame: onFrame}
+}
+
+// pump runs, on a goroutine of its own, until Shutdown: memberlist's packets go on to memberlist,
+// vigil's to onFrame.
+func (t *muxTransport) pump() {
+	in := t.NetTransport.PacketCh()
+	for {
+		select {
+		case <-t.stop:
+			return
+		case p := <-in:
+			if len(p.Buf) > 0 && p.Buf[0] == directMagic {
+				t.onFrame(p)
+				continue
+			}
+			select {
+			case t.out <- p:
+			case <-t.stop:
+				return
+			}
+		}
+	}
+}
+
+func (t *muxTransport) PacketCh() <-chan *memberlist.Packet { return t.out }
+
+func (t *muxTransport) Shutdown() error {
+	t.stopped.Do(func() { close(t.stop) })
+	return t.NetTransport.Shutdown()
+}
+
+type outstanding struct {
+	to, addr    string
+	frame       []byte
+	first, last time.Time
+}
+
+// direct is the point-to-point messenger. Its methods are safe for
+// concurrent use: frames arrive on the transport's goroutine.
+type direct struct {
+	self    string
+	write   func(frame []byte, addr string) // the transport's WriteTo
+	keyring *memberlist.Keyring             // nil without encryption
+	addrOf  func(name string) (string, bool)
+	deliver func(Inbound) bool
+
+	// mu guards the fields below.
+	mu    sync.Mutex
+	seq   uint64
+	out   map[uint64]*outstanding
+	order []uint64 // seqs in out, oldest first (may hold acked ones)
+	seen  map[string]*recent
+	stats DirectStats
+}
+
+type recent struct {
+	seqs [dedupWindow]uint64
+	next int
+}
+
+func (r *recent) has(s uint64) bool {
+	for _, x := range r.seqs {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *recent) add(s uint64) {
+	r.seqs[r.next] = s
+	r.next = (r.next + 1) % dedupWindow
+}
+
+func newDirect(self string, keyring *memberlist.Keyring) *direct {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return &direct{
+		self:    self,
+		keyring: keyring,
+		// A random start: a restarted agent's seqs do not repeat the ones
+		// its peers remember from its last run.
+		seq:  binary.BigEndian.Uint64(b[:]) >> 1,
+		out:  map[uint64]*outstanding{},
+		seen: map[string]*recent{},
+	}
+}
+
+// send delivers payload to the node named to, and keeps it for Resend
+// until the node acknowledges it.
+func (d *direct) send(to string, payload []byte, now time.Time) error {
+	if len(payload) > MaxMessage {
+		return fmt.Errorf("membership: consensus message of %d bytes exceeds %d", len(payload), MaxMessage)
+	}
+	addr, ok := d.addrOf(to)
+	if !ok {
+		return fmt.Errorf("send to %s: no address known", to)
+	}
+	d.mu.Lock()
+	d.seq++
+	seq := d.seq
+	d.mu.Unlock()
+	frame, err := d.frame(kindMsg, seq, payload)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	for len(d.out) >= maxOutstanding && len(d.order) > 0 {
+		old := d.order[0]
+		d.order = d.order[1:]
+		if _, ok := d.out[old]; ok {
+			delete(d.out, old)
+			d.stats.GivenUp++
+		}
+	}
+	d.out[seq] = &outstanding{to: to, addr: addr, frame: frame, first: now, last: now}
+	d.order = append(d.order, seq)
+	d.stats.Sent++
+	d.mu.Unlock()
+	d.write(frame, addr)
+	return nil
+}
+
+// resend sends again every message whose ack is overdue, and gives up
+// those older than directTimeout.
+func (d *direct) resend(now time.Time) {
+	type w struct {
+		addr  string
+		frame []byte
+	}
+	var writes []w
+	d.mu.Lock()
+	keep := d.order[:0]
+	for _, s := range d.order {
+		o, ok := d.out[s]
+		if !ok {
+			continue
+		}
+		if now.Sub(o.first) >= directTimeout {
+			delete(d.out, s)
+			d.stats.GivenUp++
+			continue
+		}
+		keep = append(keep, s)
+		if now.Sub(o.last) >= directRetry {
+			o.last = now
+			d.stats.Resent++
+			writes = append(writes, w{o.addr, o.frame})
+		}
+	}
+	d.order = keep
+	d.mu.Unlock()
+	for _, x := range writes {
+		d.write(x.frame, x.addr)
+	}
+}
+
+// pending is how many messages wait for an ack.
+func (d *direct) pending() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.out)
+}
+
+// onFrame takes one of vigil's datagrams: an ack ends a message's
+// resends; a message is acknowledged to its source address and delivered
+// once.
+func (d *direct) onFrame(p *memberlist.Packet) {
+	kind, seq, from, payload, err := d.open(p.Buf)
+	if err != nil {
+		d.mu.Lock()
+		d.stats.Dropped++
+		d.mu.Unlock()
+		return
+	}
+	switch kind {
+	case kindAck:
+		d.mu.Lock()
+		if o, ok := d.out[seq]; ok && o.to == from {
+			delete(d.out, seq)
+			d.stats.Acked++
+		}
+		d.mu.Unlock()
+	case kindMsg:
+		if ack, err := d.frame(kindAck, seq, nil); err == nil {
+			d.write(ack, p.From.String())
+		}
+		d.mu.Lock()
+		r := d.seen[from]
+		if r == nil {
+			r = &recent{}
+			d.seen[from] = r
+		}
+		dup := r.has(seq)
+		if dup {
+			d.stats.Duplicate++
+		} else {
+			r.add(seq)
+			d.stats.Received++
+		}
+		d.mu.Unlock()
+		if !dup && !d.deliver(Inbound{Query: ConsensusQuery, From: from, Payload: payload}) {
+			d.mu.Lock()
+			d.stats.Dropped++
+			d.mu.Unlock()
+		}
+	}
+}
+
+// frame builds a datagram, sealed when a keyring is set.
+func (d *direct) frame(kind byte, seq uint64, payload []byte) ([]byte, error) {
+	if len(d.self) > 255 {
+		return nil, fmt.Errorf("membership: node name of %d bytes is too long for a consensus frame", len(d.self))
+	}
+	body := make([]byte, 0, 10+len(d.self)+len(payload))
+	body = append(body, kind)
+	body = binary.BigEndian.AppendUint64(body, seq)
+	body = append(body, byte(len(d.self)))
+	body = append(body, d.self...)
+	body = append(body, payload...)
+	if d.keyring == nil {
+		return append([]byte{directMagic, 0}, body...), nil
+	}
+	aead, err := gcm(d.keyring.GetPrimaryKey())
+	if err != nil {
+		return nil, err
+	}
+	head := []byte{directMagic, flagSealed}
+	out := make([]byte, 0, len(head)+aead.NonceSize()+len(body)+aead.Overhead())
+	out = append(out, head...)
+	nonce := make([]byte, aead.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	out = append(out, nonce...)
+	return aead.Seal(out, nonce, body, head), nil
+}
+
+var errFrame = errors.New("membership: malformed or unauthenticated consensus frame")
+
+// open checks and parses a datagram.
+func (d *direct) open(b []byte) (kind byte, seq uint64, from string, payload []byte, err error) {
+	if len(b) < 2 || b[0] != directMagic {
+		return 0, 0, "", nil, errFrame
+	}
+	sealed := b[1]&flagSealed != 0
+	if b[1]&^flagSealed != 0 || sealed != (d.keyring != nil) {
+		return 0, 0, "", nil, errFrame
+	}
+	body := b[2:]
+	if sealed {
+		head := b[:2]
+		var opened []byte
+		for _, k := range d.keyring.GetKeys() {
+			aead, err := gcm(k)
+			if err != nil || len(body) < aead.NonceSize()+aead.Overhead() {
+				continue
+			}
+			n := aead.NonceSize()
+			if pt, err := aead.Open(nil, body[:n], body[n:], head); err == nil {
+				opened = pt
+				break
+			}
+		}
+		if opened == nil {
+			return 0, 0, "", nil, errFrame
+		}
+		body = opened
+	}
+	if len(body) < 10 {
+		return 0, 0, "", nil, errFrame
+	}
+	kind = body[0]
+	seq = binary.BigEndian.Uint64(body[1:9])
+	n := int(body[9])
+	if len(body) < 10+n || n == 0 || (kind != kindMsg && kind != kindAck) {
+		return 0, 0, "", nil, errFrame
+	}
+	from = string(body[10 : 10+n])
+	payload = append([]byte(nil), body[10+n:]...)
+	if len(payload) > MaxMessage {
+		return 0, 0, "", nil, errFrame
+	}
+	return kind, seq, from, payload, nil
+}
+
+func gcm(key []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+// addrBook maps member names to their gossip addresses, kept from serf's
+// member events.
+type addrBook struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+func (b *addrBook) set(name string, ip net.IP, port uint16) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.m == nil {
+		b.m = map[string]string{}
+	}
+	b.m[name] = net.JoinHostPort(ip.String(), strconv.Itoa(int(port)))
+}
+
+func (b *addrBook) forget(name string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.m, name)
+}
+
+func (b *addrBook) get(name string) (string, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	a, ok := b.m[name]
+	return a, ok
+}
