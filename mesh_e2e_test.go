@@ -251,6 +251,10 @@ func TestEncryptedClusterRefusesOtherKey(t *testing.T) {
 	n2 := c.add(2, "--encrypt", key1, "--join", c.ip(1))
 	n2.start()
 	waitFor(t, 30*time.Second, "encrypted pair", func() error { return allAlive(n1, "n1", "n2") })
+	// The join is decided over sealed point-to-point consensus messages.
+	for _, n := range []*node{n1, n2} {
+		waitFor(t, 60*time.Second, n.name+" agrees on the encrypted pair", func() error { return allAgreed(n, "n1", "n2") })
+	}
 	if info, err := n1.info(); err != nil || !info.Encrypted {
 		t.Errorf("info: encrypted=%v err=%v", info.Encrypted, err)
 	}

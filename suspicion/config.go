@@ -138,12 +138,13 @@ type Config struct {
 	// Must be ≥ ProposeBackoff.
 	MaxProposeBackoff time.Duration
 
-	// JoinGrace is the time after Joined during which the peer is not
-	// accused (default 5 s). A member that has just been added, a restart
-	// or a process resumed from a stop, is often busy for a while
-	// (catching up, draining the packets queued while it was away) and
-	// answers late; a quorum found it reachable a moment ago. A peer that
-	// dies within the grace is accused when it ends. Must be ≥ 0.
+	// JoinGrace is the longest time after Joined during which the peer is
+	// not accused (default 5 s); its first timely answer ends it. A member
+	// that has just been added, a restart or a process resumed from a
+	// stop, may be busy for a moment before it answers at all; a quorum
+	// found it reachable a moment ago. A peer that answered and then died
+	// is accused as fast as any other; one that never answered since it
+	// was added is accused when the grace ends. Must be ≥ 0.
 	JoinGrace time.Duration
 }
 

@@ -118,10 +118,11 @@
 //     incarnation (a verdict burst, a run of misses) never counts against
 //     the node that comes back. Set.Remove(name) when the peer leaves the
 //     view.
-//   - Call Joined when the view adds the peer: it is not accused for
-//     JoinGrace (5 s). A node that has just started, or resumed from a
-//     stop, can be busy for a second or more draining what queued up
-//     while it was away; a quorum found it reachable a moment before.
+//   - Call Joined when the view adds the peer: it is not accused until
+//     its first timely answer, for at most JoinGrace (5 s). A node that
+//     has just started, or resumed from a stop, can be busy for a moment
+//     before it answers at all; a quorum found it reachable a moment
+//     before. One that answered and then died is accused as fast as any.
 //
 // Cost: 5 pings a second to a calm peer, 40 to a peer in doubt. Under heavy
 // loss most peers are Suspect most of the time (85 % in the simulation at

@@ -105,8 +105,9 @@ type Tracker struct {
 
 	// incarnation is the peer's boot id the evidence is about (Set.For).
 	incarnation string
-	// graceUntil: no accusation before it (Joined). Zero until Joined,
-	// which is no grace: the tracker's clock never reads below zero (at).
+	// graceUntil: no accusation before it (Joined), unless the peer has
+	// answered in time since. Zero is no grace: the tracker's clock never
+	// reads below zero (at).
 	graceUntil time.Duration
 }
 
@@ -125,8 +126,10 @@ func (t *Tracker) Reset() {
 }
 
 // Joined records that the peer joined (or came back) at now: it is not
-// accused for JoinGrace. Evidence still accrues, and Verdict still answers
-// on it.
+// accused until it has answered one ping in time, for at most JoinGrace.
+// Evidence still accrues, and Verdict still answers on it. So a node that
+// answers and then dies is accused as fast as any other; only one that
+// has not answered since it was added gets the grace.
 func (t *Tracker) Joined(now time.Duration) {
 	now = t.at(now)
 	t.graceUntil = now + t.cfg.JoinGrace
@@ -296,6 +299,7 @@ func (t *Tracker) Observe(now time.Duration, o Observation) Transition {
 		t.lastBad = now
 	} else {
 		t.oks++
+		t.graceUntil = 0 // it answered in time: it is up, judge it as any other
 	}
 	switch t.state {
 	case Healthy:

@@ -552,8 +552,9 @@ func TestSet(t *testing.T) {
 	}
 }
 
-// A peer that just joined is not accused within JoinGrace, however
-// silent; the evidence still counts, and it is accused when the grace ends.
+// A peer that just joined and has not answered is not accused within
+// JoinGrace, however silent; the evidence still counts, and it is accused
+// when the grace ends. Its first timely answer ends the grace.
 func TestJoinGrace(t *testing.T) {
 	c := small()
 	c.JoinGrace = 2 * time.Second
@@ -579,16 +580,30 @@ func TestJoinGrace(t *testing.T) {
 	if tk.State() != Accused {
 		t.Fatalf("not accused when the grace ended: %+v", tk.Explain(2*time.Second))
 	}
-	// A reply in the grace withdraws nothing that was not there, and a
-	// later silence past the grace is accused as usual.
+	// No blanket grace: a peer that answered in time once since it was
+	// added and then died is accused as fast as one that was never in a
+	// grace.
 	tk.Reset()
 	tk.Joined(3 * time.Second)
 	apply(tk, step{at: 3 * time.Second, op: "ok"})
-	if got := accuse(t, tk, 5*time.Second+10*ms); got > 5*time.Second+200*ms {
-		t.Fatalf("accused at %v after the grace, want soon after 5 s", got)
+	if e := tk.Explain(3 * time.Second); e.GraceLeft != 0 {
+		t.Fatalf("GraceLeft after a timely answer = %v", e.GraceLeft)
 	}
-	if e := tk.Explain(6 * time.Second); e.GraceLeft != 0 {
-		t.Fatalf("GraceLeft after the grace = %v", e.GraceLeft)
+	control := newTracker(t, c)
+	apply(control, step{at: 3 * time.Second, op: "ok"})
+	want := accuse(t, control, 3*time.Second+10*ms)
+	if got := accuse(t, tk, 3*time.Second+10*ms); got != want {
+		t.Fatalf("a peer that answered after joining was accused at %v, one never in a grace at %v", got, want)
+	}
+	if want >= 5*time.Second {
+		t.Fatalf("accused at %v: the test needs an accusation inside the old grace", want)
+	}
+	// A late answer is not proof that it is up: the grace stays.
+	tk.Reset()
+	tk.Joined(0)
+	tk.Observe(100*ms, Observation{RTT: 900 * ms, Timeout: 500 * ms})
+	if e := tk.Explain(200 * ms); e.GraceLeft == 0 {
+		t.Fatal("a late answer ended the grace")
 	}
 }
 
