@@ -76,6 +76,7 @@ func TestBadInputFailsClearly(t *testing.T) {
 		{"recovery retries negative", append(free(28), "--recovery-retries", "-1"), "--recovery-retries"},
 		{"profile unknown", append(free(19), "--profile", "moon"), "--profile"},
 		{"quorum unknown", append(free(20), "--quorum", "most"), "--quorum"},
+		{"council of two", append(free(20), "--council-size", "2"), "--council-size"},
 		{"tag malformed", append(free(21), "--tag", "novalue"), "KEY=VALUE"},
 		{"tag reserved", append(free(22), "--tag", "boot=1"), "reserved"},
 		{"duration malformed", append(free(23), "--handler-timeout", "soon"), "--handler-timeout"},

@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/vigil-project/vigil/agent"
+	"github.com/vigil-project/vigil/consensus"
 )
 
 // handlerLog is a member-event handler that appends
@@ -258,6 +260,80 @@ func TestSlowNodeCausesNoVerdict(t *testing.T) {
 		for _, m := range nodes {
 			if runs := handlerRuns(dir, n.name, "member-failed", m.name); len(runs) > 0 {
 				t.Errorf("%s ran member-failed for %s: %q", n.name, m.name, runs)
+			}
+		}
+	}
+}
+
+// A view larger than the council: only the council (three of seven here)
+// accepts, and a council member's failure and an ordinary member's are
+// each decided once, at one epoch everywhere, with the council seat passed
+// on to the next member by hash.
+func TestCouncilDecidesForALargerView(t *testing.T) {
+	c := newCluster(t)
+	dir := t.TempDir()
+	nodes := startAgreedCluster(t, c, 7, dir, "--council-size", "3")
+	byName := map[string]*node{}
+	for _, n := range nodes {
+		byName[n.name] = n
+	}
+	council := func(of *node) []string {
+		t.Helper()
+		vs, err := of.views()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v consensus.View
+		v.Epoch = vs.Epoch
+		for _, m := range vs.Members {
+			v.Members = append(v.Members, consensus.Member{Name: m.Name})
+		}
+		var names []string
+		for _, m := range consensus.Acceptors(v, 3) {
+			names = append(names, m.Name)
+		}
+		return names
+	}
+	first := council(nodes[0])
+	if len(first) != 3 {
+		t.Fatalf("council %v, want three members", first)
+	}
+	var outsider *node
+	for _, n := range nodes {
+		if !slices.Contains(first, n.name) {
+			outsider = n
+			break
+		}
+	}
+	for _, victim := range []*node{byName[first[0]], outsider} {
+		victim.kill()
+		var epoch uint64
+		for _, n := range nodes {
+			if n.cmd.ProcessState != nil {
+				continue // killed
+			}
+			m := waitAgreed(t, n, victim.name, "failed", 90*time.Second)
+			if epoch == 0 {
+				epoch = m.Epoch
+			} else if m.Epoch != epoch {
+				t.Errorf("%s reports %s failed at epoch %d, another survivor at %d", n.name, victim.name, m.Epoch, epoch)
+			}
+		}
+		t.Logf("%s (council %v) decided failed at epoch %d", victim.name, first, epoch)
+	}
+	after := council(nodes[len(nodes)-1])
+	if len(after) != 3 || slices.Contains(after, first[0]) {
+		t.Errorf("council after %s failed: %v", first[0], after)
+	}
+	// Each survivor ran member-failed once for each victim.
+	time.Sleep(2 * time.Second)
+	for _, n := range nodes {
+		if n.cmd.ProcessState != nil {
+			continue
+		}
+		for _, victim := range []string{first[0], outsider.name} {
+			if runs := handlerRuns(dir, n.name, "member-failed", victim); len(runs) != 1 {
+				t.Errorf("%s ran member-failed for %s %d times, want once", n.name, victim, len(runs))
 			}
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vigil-project/vigil/consensus"
 	"github.com/vigil-project/vigil/membership"
 	"github.com/vigil-project/vigil/recovery"
 )
@@ -63,6 +64,7 @@ func Settings() []Setting {
 		{Name: "encrypt", Key: "encrypt", Usage: "gossip encryption key, base64 of 16, 24 or 32 bytes (vigil keygen)"},
 		{Name: "profile", Key: "profile", Default: "lan", Usage: "gossip timing profile: lan, wan or local"},
 		{Name: "quorum", Key: "quorum", Default: "majority", Usage: "quorum rule for view changes: majority or two-thirds"},
+		{Name: "council-size", Key: "council_size", Kind: KindInt, Default: "5", Usage: "acceptors of each view change when the view is larger: a council of this many members, chosen by name; 0: every member; the same on every agent"},
 		{Name: "recovery-handler", Key: "recovery_handler", Usage: "executable run once, cluster-wide, for each confirmed failure"},
 		{Name: "recovery-retries", Key: "recovery_retries", Kind: KindInt, Default: "3", Usage: "retries of a recovery handler that exits non-zero, with exponential backoff from 1s"},
 		{Name: "fence-handler", Key: "fence_handler", Usage: "executable run on this node when it learns it was removed from the view, or after --fence-after without contact with a quorum"},
@@ -72,6 +74,7 @@ func Settings() []Setting {
 		{Name: "handler-concurrency", Key: "handler_concurrency", Kind: KindInt, Default: "4", Usage: "handlers that may run at once; later ones wait in a queue"},
 		{Name: "log-level", Key: "log_level", Default: "info", Usage: "trace, debug, info, warn or error"},
 		{Name: "log-format", Key: "log_format", Default: "console", Usage: "console or json"},
+		{Name: "enable-debug", Key: "enable_debug", Kind: KindBool, Usage: "serve Go's profiler at /debug/pprof/ on the HTTP address (as Consul's enable_debug)"},
 	}
 	for i := range l {
 		l[i].Env = "VIGIL_" + strings.ToUpper(strings.ReplaceAll(l[i].Name, "-", "_"))
@@ -99,6 +102,9 @@ type Config struct {
 	EncryptKey    []byte // nil, or 16, 24 or 32 bytes
 	Profile       string
 	Quorum        string
+	// CouncilSize is how many members accept view changes when the view
+	// is larger (consensus.Config.CouncilSize); 0 is every member.
+	CouncilSize int
 	// RecoveryHandler is an executable path, or empty.
 	RecoveryHandler string
 	// RecoveryRetries is how many times a failing recovery handler is run
@@ -114,6 +120,8 @@ type Config struct {
 	// cluster see each other.
 	Bootstrap       bool
 	BootstrapExpect int
+	// EnableDebug serves net/http/pprof on the HTTP API.
+	EnableDebug bool
 	EventHandlers   []recovery.EventHandler
 	// HandlerTimeout bounds every handler run; > 0.
 	HandlerTimeout time.Duration
@@ -314,6 +322,9 @@ func build(v Values) (Config, error) {
 	if !contains(membership.Profiles, c.Profile) {
 		return c, fmt.Errorf("--profile %q: want lan, wan or local", c.Profile)
 	}
+	if c.CouncilSize, err = strconv.Atoi(one(v, "council-size")); err != nil || c.CouncilSize < 0 || c.CouncilSize == 1 || c.CouncilSize == 2 || c.CouncilSize > consensus.MaxAcceptors {
+		return c, fmt.Errorf("--council-size %q: want 0 (every member) or 3..%d", one(v, "council-size"), consensus.MaxAcceptors)
+	}
 	c.Quorum = one(v, "quorum")
 	if c.Quorum != "majority" && c.Quorum != "two-thirds" {
 		return c, fmt.Errorf("--quorum %q: want majority or two-thirds", c.Quorum)
@@ -337,6 +348,11 @@ func build(v Values) (Config, error) {
 	if b := one(v, "bootstrap"); b != "" {
 		if c.Bootstrap, err = strconv.ParseBool(b); err != nil {
 			return c, fmt.Errorf("--bootstrap %q: want true or false", b)
+		}
+	}
+	if b := one(v, "enable-debug"); b != "" {
+		if c.EnableDebug, err = strconv.ParseBool(b); err != nil {
+			return c, fmt.Errorf("--enable-debug %q: want true or false", b)
 		}
 	}
 	if c.BootstrapExpect, err = strconv.Atoi(one(v, "bootstrap-expect")); err != nil || c.BootstrapExpect < 0 {

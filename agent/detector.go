@@ -195,6 +195,7 @@ func newDetector(a *Agent) (*detector, error) {
 		d.quorum = consensus.TwoThirds
 	}
 	ccfg.Quorum = d.quorum
+	ccfg.CouncilSize = a.cfg.CouncilSize
 	ccfg.Rand = rand.New(rand.NewSource(time.Now().UnixNano()))
 	ccfg.Verdict = consensus.JudgeFunc(d.verdict)
 	d.ccfg = ccfg
@@ -528,6 +529,19 @@ func (d *detector) serfMember(name string) (membership.Member, bool) {
 
 // --- the prober ---
 
+// acceptors are the acceptors of view v's instance, as consensus computes
+// them: every member, or the council when the view is larger.
+func (d *detector) acceptors(v consensus.View) []consensus.Member {
+	return consensus.Acceptors(v, d.ccfg.CouncilSize)
+}
+
+// leaseProbeInterval is how often an acceptor this node does not monitor
+// is pinged for the lease: four chances within the lease, so that loss
+// alone does not end it.
+func (d *detector) leaseProbeInterval() time.Duration {
+	return max(d.susCfg.ProbeInterval, d.a.cfg.FenceAfter/4)
+}
+
 // refreshMonitors makes the monitored set the ring successors of this node
 // in the agreed view; peers that left it are forgotten.
 func (d *detector) refreshMonitors() {
@@ -542,7 +556,7 @@ func (d *detector) refreshMonitors() {
 	}
 	lease := map[string]bool{}
 	if v.Contains(d.self()) {
-		for _, m := range consensus.Acceptors(v, 0) {
+		for _, m := range d.acceptors(v) {
 			if _, ok := want[m.Name]; !ok && m.Name != d.self() {
 				want[m.Name] = m
 				lease[m.Name] = true
@@ -624,7 +638,9 @@ func (d *detector) probeDue(now time.Time) {
 		}
 		timeout := d.missTimeout(name)
 		p.inflight++
-		if p.leaseOnly || calm {
+		if p.leaseOnly {
+			p.next = now.Add(d.leaseProbeInterval())
+		} else if calm {
 			p.next = now.Add(d.susCfg.ProbeInterval)
 		} else {
 			p.next = now.Add(d.sus.For(name, p.boot).ProbeGap(d.now()))
@@ -1159,7 +1175,7 @@ func (d *detector) checkLease(now time.Time) {
 		d.leaseHeld, d.leaseFenced, d.leaseAcc = false, false, nil
 		return
 	}
-	acc := consensus.Acceptors(v, 0)
+	acc := d.acceptors(v)
 	self := false
 	contacts := make([]time.Time, 0, len(acc))
 	for _, m := range acc {

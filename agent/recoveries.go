@@ -142,7 +142,7 @@ func (a *Agent) onFailureDecided(dec consensus.Decision, prev consensus.View) {
 			}
 		}
 	}
-	for i, m := range consensus.Acceptors(prev, 0) {
+	for i, m := range a.det.acceptors(prev) {
 		if c.Evidence.Voted(i) {
 			job.Votes = append(job.Votes, m.Name)
 		}

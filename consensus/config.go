@@ -1,7 +1,6 @@
 package consensus
 
 import (
-	"encoding/binary"
 	"fmt"
 	"hash/fnv"
 	"math/rand"
@@ -139,7 +138,11 @@ func (c Config) Validate() error {
 // Acceptors returns the acceptors of the instance at v.Epoch, sorted by name:
 // all members, or when the view has more than the council size (councilSize,
 // or MaxAcceptors when it is 0) the council chosen by rendezvous hashing of
-// (epoch, name). Every node computes the same set from the same view.
+// the members' names. Every node computes the same set from the same view.
+// The council is stable: it changes only when a council member leaves the
+// view (the next name by hash takes its seat) or a member whose name ranks
+// higher joins, so the leases it grants (LeaseExpiry) and the pings that
+// renew them do not move with every decision.
 func Acceptors(v View, councilSize int) []Member {
 	k := councilSize
 	if k <= 0 || k > MaxAcceptors {
@@ -153,11 +156,8 @@ func Acceptors(v View, councilSize int) []Member {
 		i     int
 	}
 	s := make([]scored, len(v.Members))
-	var eb [8]byte
-	binary.BigEndian.PutUint64(eb[:], v.Epoch)
 	for i, m := range v.Members {
 		h := fnv.New64a()
-		h.Write(eb[:])
 		h.Write([]byte(m.Name))
 		s[i] = scored{mix64(h.Sum64()), i}
 	}

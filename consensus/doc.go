@@ -11,7 +11,8 @@
 //
 // The acceptors of instance e are the members of view e, or, when the view is
 // larger than Config.CouncilSize (and always beyond MaxAcceptors), a council
-// chosen by rendezvous hashing on e (Acceptors). Nodes that are not acceptors
+// chosen by rendezvous hashing of the members' names (Acceptors): stable
+// while its members stay. Nodes that are not acceptors
 // of e are learners only for e. Every node must use the same Quorum rule and
 // CouncilSize.
 //

@@ -96,9 +96,23 @@ func TestAcceptorsCouncil(t *testing.T) {
 	if !reflect.DeepEqual(a, Acceptors(v, 7)) {
 		t.Fatal("council not deterministic")
 	}
+	// Stable: another epoch of the same members has the same council, and
+	// removing one council member changes the council by that seat alone.
 	v.Epoch = 8
-	if reflect.DeepEqual(a, Acceptors(v, 7)) {
-		t.Fatal("council does not rotate with the epoch")
+	if !reflect.DeepEqual(a, Acceptors(v, 7)) {
+		t.Fatal("the council moved with the epoch")
+	}
+	w := v.Clone()
+	w.Members = slices.DeleteFunc(w.Members, func(m Member) bool { return m.Name == a[3].Name })
+	b := Acceptors(w, 7)
+	kept := 0
+	for _, m := range b {
+		if slices.ContainsFunc(a, func(x Member) bool { return x.Name == m.Name }) {
+			kept++
+		}
+	}
+	if kept != 6 || len(b) != 7 {
+		t.Fatalf("removing council member %s: council %v, kept %d of the old", a[3].Name, b, kept)
 	}
 	if got := Acceptors(bigView(1, 500), 0); len(got) != MaxAcceptors {
 		t.Fatalf("500 members, council 0: %d acceptors, want %d", len(got), MaxAcceptors)

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestScaleVersusSerf: N vigil agents on loopback (LAN profile, info
+// logs), idle for a while with nobody failing, then one killed with
+// SIGKILL; then N serf agents the same way, in the same run. It reports
+// removals and accusations of healthy nodes while idle, and the kill →
+// member-failed handler delay on every survivor, side by side.
+//
+//	VIGIL_BENCH=1 VIGIL_SCALE_N=20 VIGIL_SCALE_IDLE=5m go test -count=1 -timeout 60m -run TestScaleVersusSerf -v .
+//
+// Run it alone, without -race: N agents saturate a 2-core machine.
+func TestScaleVersusSerf(t *testing.T) {
+	if os.Getenv("VIGIL_BENCH") == "" {
+		t.Skip("set VIGIL_BENCH=1 (make bench) to run many agents side by side with serf")
+	}
+	n := 20
+	if s := os.Getenv("VIGIL_SCALE_N"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 3 {
+			t.Fatalf("VIGIL_SCALE_N=%q: want a number ≥ 3", s)
+		}
+		n = v
+	}
+	idle := 5 * time.Minute
+	if s := os.Getenv("VIGIL_SCALE_IDLE"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			t.Fatalf("VIGIL_SCALE_IDLE=%q: %v", s, err)
+		}
+		idle = d
+	}
+
+	// vigil
+	c := newCluster(t)
+	dir := t.TempDir()
+	nodes := startAgreedCluster(t, c, n, dir, "--profile", "lan", "--log-level", "info")
+	start := time.Now()
+	time.Sleep(idle)
+	removals, accusations := 0, 0
+	for _, nd := range nodes {
+		for _, m := range nodes {
+			removals += len(handlerRuns(dir, nd.name, "member-failed", m.name))
+		}
+		b, _ := os.ReadFile(nd.logPath)
+		accusations += strings.Count(string(b), `to=accused`)
+	}
+	t.Logf("vigil: %d agents idle for %v: %d member-failed handler runs, %d accusations (load %s)", n, time.Since(start).Round(time.Second), removals, accusations, loadAvg())
+	victim := nodes[n-1]
+	killedAt := time.Now()
+	victim.kill()
+	var delays []time.Duration
+	for _, nd := range nodes[:n-1] {
+		var at time.Time
+		waitFor(t, 120*time.Second, nd.name+"'s member-failed handler", func() error {
+			runs := handlerRuns(dir, nd.name, "member-failed", victim.name)
+			if len(runs) == 0 {
+				return fmt.Errorf("not yet")
+			}
+			var ns int64
+			fmt.Sscan(strings.Fields(runs[0])[0], &ns)
+			at = time.Unix(0, ns)
+			return nil
+		})
+		delays = append(delays, at.Sub(killedAt))
+	}
+	epochs := map[uint64]bool{}
+	for _, nd := range nodes[:n-1] {
+		m, err := agreedStatus(nd, victim.name)
+		if err == nil && m.Status == "failed" {
+			epochs[m.Epoch] = true
+		}
+	}
+	for _, nd := range nodes {
+		nd.kill()
+	}
+	vm := medianDuration(delays)
+	t.Logf("vigil: kill -9 %s → member-failed: median %v, max %v, failed at %d distinct epoch(s)", victim.name, vm.Round(time.Millisecond), maxDuration(delays).Round(time.Millisecond), len(epochs))
+
+	// serf
+	time.Sleep(10 * time.Second) // let the machine settle
+	sc := startSerfCluster(t, loopbackHosts(t, n))
+	time.Sleep(idle)
+	falseRuns := serfHandlerRuns(sc.failedEvents())
+	t.Logf("serf: %d agents idle for %v: %d member-failed handler runs (load %s)", n, idle, falseRuns, loadAvg())
+	sc.stop()
+	sd := measureSerfFailover(t, n, 1)
+	sm := medianDuration(sd)
+	t.Logf("serf: kill -9 → member-failed: median %v, max %v", sm.Round(time.Millisecond), maxDuration(sd).Round(time.Millisecond))
+	t.Logf("ratio vigil/serf (median kill → handler): %.2f", float64(vm)/float64(sm))
+	if path := os.Getenv("VIGIL_BENCH_OUT"); path != "" {
+		appendFile(t, path, fmt.Sprintf("scale n=%d idle=%v vigil_removals=%d vigil_accusations=%d serf_false_runs=%d vigil_median=%v serf_median=%v ratio=%.2f\n",
+			n, idle, removals, accusations, falseRuns, vm.Round(time.Millisecond), sm.Round(time.Millisecond), float64(vm)/float64(sm)))
+	}
+	if removals > 0 {
+		t.Errorf("%d member-failed handler runs about healthy agents while idle", removals)
+	}
+	if len(epochs) != 1 {
+		t.Errorf("survivors report the victim failed at epochs %v, want one", epochs)
+	}
+}
+
+func maxDuration(ds []time.Duration) time.Duration {
+	var m time.Duration
+	for _, d := range ds {
+		m = max(m, d)
+	}
+	return m
+}
+
+// loadAvg is the machine's one-minute load average, for the logs.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Fields(string(b))[0]
+}
