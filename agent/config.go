@@ -121,8 +121,8 @@ type Config struct {
 	Bootstrap       bool
 	BootstrapExpect int
 	// EnableDebug serves net/http/pprof on the HTTP API.
-	EnableDebug bool
-	EventHandlers   []recovery.EventHandler
+	EnableDebug   bool
+	EventHandlers []recovery.EventHandler
 	// HandlerTimeout bounds every handler run; > 0.
 	HandlerTimeout time.Duration
 	// HandlerConcurrency is how many handlers run at once; ≥ 1.
