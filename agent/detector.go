@@ -132,6 +132,16 @@ type detector struct {
 	scorers  map[string]*scoring.Peer
 	probes   map[string]*peerProbe
 	held     []membership.Inbound // prepares waiting for a fresh verdict
+	// cur caches the view of one epoch and its acceptors (current).
+	cur struct {
+		epoch uint64
+		view  consensus.View
+		acc   []consensus.Member
+	}
+	// membersDirty: gossip changed serf's member list since tick last
+	// read it, at lastMembers.
+	membersDirty bool
+	lastMembers  time.Time
 	bursting map[string]bool
 	verdicts map[string]cachedVerdict
 	status   map[string]agreed
@@ -533,6 +543,17 @@ func (d *detector) serfMember(name string) (membership.Member, bool) {
 // them: every member, or the council when the view is larger.
 func (d *detector) acceptors(v consensus.View) []consensus.Member {
 	return consensus.Acceptors(v, d.ccfg.CouncilSize)
+}
+
+// current is the agreed view and its acceptors, computed once per epoch:
+// the lease is checked before every event the loop handles. Callers must
+// not change them.
+func (d *detector) current() (consensus.View, []consensus.Member) {
+	if e := d.cn.Epoch(); e != d.cur.epoch || d.cur.acc == nil {
+		v := d.cn.View()
+		d.cur.epoch, d.cur.view, d.cur.acc = e, v, d.acceptors(v)
+	}
+	return d.cur.view, d.cur.acc
 }
 
 // leaseProbeInterval is how often an acceptor this node does not monitor
@@ -1136,7 +1157,20 @@ func (d *detector) tick() {
 	d.handleReady()
 	d.flushDeferred()
 	now := time.Now()
-	members := d.a.mesh.Members() // one copy of serf's list per tick
+	if now.Sub(d.lastLoad) > 5*time.Second {
+		d.lastLoad = now
+		if ld, err := d.cpu.ReadLoad(); err == nil {
+			d.a.mesh.SetLoad(ld)
+		}
+	}
+	// serf's member list is copied when gossip changed it, while a change
+	// waits to be proposed, and once a second otherwise: an idle agent
+	// does not copy it ten times a second.
+	if !d.membersDirty && len(d.pending) == 0 && d.cn.Epoch() > 0 && now.Sub(d.lastMembers) < time.Second {
+		return
+	}
+	d.membersDirty, d.lastMembers = false, now
+	members := d.a.mesh.Members()
 	if d.cn.Epoch() == 0 && now.Sub(d.lastCatchup) > time.Second {
 		// A new agent learns the view from any peer it can see.
 		d.lastCatchup = now
@@ -1151,12 +1185,6 @@ func (d *detector) tick() {
 			d.handleReady()
 		}
 	}
-	if now.Sub(d.lastLoad) > 5*time.Second {
-		d.lastLoad = now
-		if ld, err := d.cpu.ReadLoad(); err == nil {
-			d.a.mesh.SetLoad(ld)
-		}
-	}
 	d.bootstrapExpect(members)
 	d.proposeMembership(now, members)
 }
@@ -1167,7 +1195,7 @@ func (d *detector) tick() {
 // the lease has provably ended. The loop calls it before it acts on
 // anything, so a node back from a pause fences first.
 func (d *detector) checkLease(now time.Time) {
-	v := d.cn.View()
+	v, acc := d.current()
 	if m, ok := v.Lookup(d.self()); !ok || m.Boot != d.a.boot {
 		// Not a member under this incarnation (never added, removed, or
 		// restarted under a new boot id): nothing to hold until the view
@@ -1175,7 +1203,6 @@ func (d *detector) checkLease(now time.Time) {
 		d.leaseHeld, d.leaseFenced, d.leaseAcc = false, false, nil
 		return
 	}
-	acc := d.acceptors(v)
 	self := false
 	contacts := make([]time.Time, 0, len(acc))
 	for _, m := range acc {
