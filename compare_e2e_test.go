@@ -30,24 +30,31 @@ func measureVigilFailover(t *testing.T, n, runs int) []time.Duration {
 		killedAt := time.Now()
 		victim.kill()
 		for _, nd := range nodes[:n-1] {
-			var at time.Time
-			waitFor(t, 120*time.Second, nd.name+"'s member-failed handler", func() error {
-				runs := handlerRuns(dir, nd.name, "member-failed", victim.name)
-				if len(runs) == 0 {
-					return fmt.Errorf("not yet")
-				}
-				var ns int64
-				fmt.Sscan(strings.Fields(runs[0])[0], &ns)
-				at = time.Unix(0, ns)
-				return nil
-			})
-			delays = append(delays, at.Sub(killedAt))
+			delays = append(delays, memberFailedAt(t, dir, nd, victim).Sub(killedAt))
 		}
 		for _, nd := range nodes {
 			nd.kill()
 		}
 	}
 	return delays
+}
+
+// memberFailedAt waits for nd's first member-failed handler run about
+// victim and returns when it ran.
+func memberFailedAt(t *testing.T, dir string, nd, victim *node) time.Time {
+	t.Helper()
+	var at time.Time
+	waitFor(t, 120*time.Second, nd.name+"'s member-failed handler", func() error {
+		runs := handlerRuns(dir, nd.name, "member-failed", victim.name)
+		if len(runs) == 0 {
+			return fmt.Errorf("not yet")
+		}
+		var ns int64
+		fmt.Sscan(strings.Fields(runs[0])[0], &ns)
+		at = time.Unix(0, ns)
+		return nil
+	})
+	return at
 }
 
 func TestFailoverVersusSerf(t *testing.T) {

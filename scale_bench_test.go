@@ -59,18 +59,7 @@ func TestScaleVersusSerf(t *testing.T) {
 	victim.kill()
 	var delays []time.Duration
 	for _, nd := range nodes[:n-1] {
-		var at time.Time
-		waitFor(t, 120*time.Second, nd.name+"'s member-failed handler", func() error {
-			runs := handlerRuns(dir, nd.name, "member-failed", victim.name)
-			if len(runs) == 0 {
-				return fmt.Errorf("not yet")
-			}
-			var ns int64
-			fmt.Sscan(strings.Fields(runs[0])[0], &ns)
-			at = time.Unix(0, ns)
-			return nil
-		})
-		delays = append(delays, at.Sub(killedAt))
+		delays = append(delays, memberFailedAt(t, dir, nd, victim).Sub(killedAt))
 	}
 	epochs := map[uint64]bool{}
 	for _, nd := range nodes[:n-1] {

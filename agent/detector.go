@@ -128,10 +128,10 @@ type detector struct {
 	cn     *consensus.Node
 	sus    *suspicion.Set
 	// base is the origin of the monotonic time given to suspicion.
-	base     time.Time
-	scorers  map[string]*scoring.Peer
-	probes   map[string]*peerProbe
-	held     []membership.Inbound // prepares waiting for a fresh verdict
+	base    time.Time
+	scorers map[string]*scoring.Peer
+	probes  map[string]*peerProbe
+	held    []membership.Inbound // prepares waiting for a fresh verdict
 	// cur caches the view of one epoch and its acceptors (current).
 	cur struct {
 		epoch uint64
@@ -142,10 +142,10 @@ type detector struct {
 	// read it, at lastMembers.
 	membersDirty bool
 	lastMembers  time.Time
-	bursting map[string]bool
-	verdicts map[string]cachedVerdict
-	status   map[string]agreed
-	pending  map[string]time.Time // name@boot of an add or leave first seen
+	bursting     map[string]bool
+	verdicts     map[string]cachedVerdict
+	status       map[string]agreed
+	pending      map[string]time.Time // name@boot of an add or leave first seen
 	// deferred holds the handler events of decisions learned while this
 	// node was behind the cluster; see flushDeferred.
 	deferred []deferredEvent
