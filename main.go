@@ -438,6 +438,7 @@ func printInfo(w io.Writer, info agent.Info) error {
 	fmt.Fprintf(tw, "version\t%s\n", info.Version)
 	fmt.Fprintf(tw, "profile\t%s\n", info.Profile)
 	fmt.Fprintf(tw, "quorum\t%s\n", info.Quorum)
+	fmt.Fprintf(tw, "council_size\t%d\n", info.Council)
 	fmt.Fprintf(tw, "encrypted\t%v\n", info.Encrypted)
 	fmt.Fprintf(tw, "data_dir\t%s\n", info.DataDir)
 	fmt.Fprintf(tw, "epoch\t%d\n", info.Epoch)
@@ -451,5 +452,8 @@ func printInfo(w io.Writer, info agent.Info) error {
 		fmt.Fprintf(tw, "members.%s\t%d\n", s, info.Members[s])
 	}
 	fmt.Fprintf(tw, "tags\t%s\n", joinTags(info.Tags))
+	ct := info.Consensus
+	fmt.Fprintf(tw, "consensus_transport\tsent %d, resent %d, acked %d, given up %d; received %d, duplicate %d, dropped %d\n",
+		ct.Sent, ct.Resent, ct.Acked, ct.GivenUp, ct.Received, ct.Duplicate, ct.Dropped)
 	return tw.Flush()
 }

@@ -257,6 +257,8 @@ func TestEncryptedClusterRefusesOtherKey(t *testing.T) {
 	}
 	if info, err := n1.info(); err != nil || !info.Encrypted {
 		t.Errorf("info: encrypted=%v err=%v", info.Encrypted, err)
+	} else if ct := info.Consensus; ct.Received == 0 || ct.Acked == 0 {
+		t.Errorf("n1 decided the join without sealed consensus messages: %+v", ct)
 	}
 	n3 := c.add(3, "--encrypt", key2, "--join", c.ip(1))
 	if err := n3.startNoWait(); err != nil {

@@ -29,14 +29,16 @@ type MemberInfo struct {
 
 // Info is the JSON of GET /v1/info.
 type Info struct {
-	Node      string            `json:"node"`
-	Boot      string            `json:"boot"`
-	Cluster   string            `json:"cluster"` // "" until the agent belongs to a cluster
-	Addr      string            `json:"addr"`
-	HTTPAddr  string            `json:"http_addr"`
-	Version   string            `json:"version"`
-	Profile   string            `json:"profile"`
-	Quorum    string            `json:"quorum"`
+	Node     string `json:"node"`
+	Boot     string `json:"boot"`
+	Cluster  string `json:"cluster"` // "" until the agent belongs to a cluster
+	Addr     string `json:"addr"`
+	HTTPAddr string `json:"http_addr"`
+	Version  string `json:"version"`
+	Profile  string `json:"profile"`
+	Quorum   string `json:"quorum"`
+	// Council is --council-size: the acceptors of views larger than it.
+	Council   int               `json:"council_size"`
 	Encrypted bool              `json:"encrypted"`
 	DataDir   string            `json:"data_dir"`
 	Started   time.Time         `json:"started"`
@@ -44,6 +46,8 @@ type Info struct {
 	Members   map[string]int    `json:"members"`
 	Tags      map[string]string `json:"tags"`
 	Serf      map[string]string `json:"serf"`
+	// Consensus counts the point-to-point consensus messages.
+	Consensus membership.DirectStats `json:"consensus_transport"`
 }
 
 // JoinRequest is the body of POST /v1/join.
@@ -182,8 +186,9 @@ func (a *Agent) apiInfo(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, Info{
 		Node: a.cfg.NodeName, Boot: local.Tags[membership.BootTag], Cluster: a.clusterID(), Addr: hostPort(local), HTTPAddr: a.cfg.HTTPAddr,
-		Version: Version, Profile: a.cfg.Profile, Quorum: a.cfg.Quorum, Encrypted: a.mesh.Encrypted(),
+		Version: Version, Profile: a.cfg.Profile, Quorum: a.cfg.Quorum, Council: a.cfg.CouncilSize, Encrypted: a.mesh.Encrypted(),
 		DataDir: a.cfg.DataDir, Started: a.started, Epoch: epoch, Members: counts, Tags: tags, Serf: a.mesh.Stats(),
+		Consensus: a.mesh.DirectStats(),
 	})
 }
 

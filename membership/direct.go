@@ -62,8 +62,13 @@ const (
 
 // DirectStats counts the point-to-point traffic, for `vigil info`.
 type DirectStats struct {
-	Sent, Resent, Acked, GivenUp uint64
-	Received, Duplicate, Dropped uint64
+	Sent      uint64 `json:"sent"`      // messages sent (not counting resends)
+	Resent    uint64 `json:"resent"`    // resends of unacknowledged messages
+	Acked     uint64 `json:"acked"`     // messages the addressee acknowledged
+	GivenUp   uint64 `json:"given_up"`  // messages never acknowledged in time
+	Received  uint64 `json:"received"`  // messages delivered to the agent
+	Duplicate uint64 `json:"duplicate"` // repeats received and dropped
+	Dropped   uint64 `json:"dropped"`   // malformed, unauthenticated, or over the queue's bound
 }
 
 // muxTransport is memberlist's NetTransport with vigil's datagrams taken
