@@ -379,3 +379,31 @@ func TestClientScoresVersionAndForceLeave(t *testing.T) {
 	}
 	waitGossip(t, n1, "n3", "left", 30*time.Second)
 }
+
+// Agents with other consensus rules (--quorum, --council-size) would count
+// quorums that need not meet: the join is refused on both sides.
+func TestMismatchedConsensusRulesAreRefused(t *testing.T) {
+	c := newCluster(t)
+	n1 := c.add(1)
+	n1.start()
+	n2 := c.add(2, "--council-size", "3", "--join", c.ip(1))
+	if err := n2.startNoWait(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-n2.exited:
+	case <-time.After(60 * time.Second):
+		t.Fatal("an agent with other consensus rules did not give up joining")
+	}
+	if n2.exitErr == nil {
+		t.Error("an agent with other consensus rules exited 0")
+	}
+	for _, n := range []*node{n1, n2} {
+		if !strings.Contains(n.logTail(), "consensus rules") {
+			t.Errorf("%s's log does not name the rules:\n%s", n.name, n.logTail())
+		}
+	}
+	if ms, _ := n1.members(); len(ms) != 1 {
+		t.Errorf("n1 lists %d members, want itself alone", len(ms))
+	}
+}

@@ -126,6 +126,7 @@ func (a *Agent) start() (err error) {
 		EncryptKey:    cfg.EncryptKey,
 		Logger:        log,
 		Cluster:       a.clusterID,
+		Rules:         a.rules(),
 	})
 	if err != nil {
 		return err
@@ -454,6 +455,12 @@ func (a *Agent) rejoin(dec consensus.Decision) {
 	}
 }
 
+// rules are the consensus rules this agent shares with every member
+// (membership.RulesTag).
+func (a *Agent) rules() string {
+	return fmt.Sprintf("%s/%d", a.cfg.Quorum, a.cfg.CouncilSize)
+}
+
 // ownTags are the serf tags this agent publishes: the operator's, and
 // vigil's reserved ones.
 func (a *Agent) ownTags() map[string]string {
@@ -464,6 +471,7 @@ func (a *Agent) ownTags() map[string]string {
 	if id := a.clusterID(); id != "" {
 		tags[membership.ClusterTag] = id
 	}
+	tags[membership.RulesTag] = a.rules()
 	for k, v := range a.cfg.Tags {
 		tags[k] = v
 	}

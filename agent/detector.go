@@ -1289,6 +1289,12 @@ func (d *detector) proposeMembership(now time.Time, members []membership.Member)
 		return
 	}
 	names := viewNames(v)
+	type wanted struct {
+		m membership.Member
+		c consensus.Change
+	}
+	var changes []wanted
+	keep := map[string]bool{}
 	for _, m := range members {
 		boot := m.Tags[membership.BootTag]
 		vm, inView := v.Lookup(m.Name)
@@ -1302,6 +1308,18 @@ func (d *detector) proposeMembership(now time.Time, members []membership.Member)
 		default:
 			continue
 		}
+		changes = append(changes, wanted{m, c})
+		keep[c.Member.String()] = true
+	}
+	// A change gossip no longer asks for (the node died before it was
+	// added, or a snapshot added it) is forgotten.
+	for key := range d.pending {
+		if !keep[key] {
+			delete(d.pending, key)
+		}
+	}
+	for _, w := range changes {
+		m, c := w.m, w.c
 		key := c.Member.String()
 		first, seen := d.pending[key]
 		if !seen {

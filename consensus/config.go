@@ -62,8 +62,9 @@ type Config struct {
 	// Quorum is the quorum rule; it must be the same on every node.
 	Quorum Quorum
 	// CouncilSize bounds the acceptors of an instance: views with more
-	// members use a council of CouncilSize chosen by rendezvous hashing on
-	// the epoch. 0 means all members (still capped at MaxAcceptors). Must
+	// members use a council of CouncilSize chosen by rendezvous hashing of
+	// the names (Acceptors). 0 means all members (still capped at
+	// MaxAcceptors). Must
 	// be the same on every node. 0 ≤ CouncilSize ≤ MaxAcceptors.
 	CouncilSize int
 	// ProposalTimeout is how many ticks a phase waits for a quorum before

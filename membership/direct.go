@@ -76,13 +76,15 @@ type DirectStats struct {
 type muxTransport struct {
 	*memberlist.NetTransport
 	out     chan *memberlist.Packet
-	stop    chan struct{}
+	closing chan struct{} // Shutdown began: memberlist may no longer read out
+	closed  sync.Once
+	stop    chan struct{} // the transport is down: pump returns
 	stopped sync.Once
 	onFrame func(*memberlist.Packet)
 }
 
 func newMuxTransport(nt *memberlist.NetTransport, onFrame func(*memberlist.Packet)) *muxTransport {
-	return &muxTransport{NetTransport: nt, out: make(chan *memberlist.Packet), stop: make(chan struct{}), onFrame: onFrame}
+	return &muxTransport{NetTransport: nt, out: make(chan *memberlist.Packet), closing: make(chan struct{}), stop: make(chan struct{}), onFrame: onFrame}
 }
 
 // pump runs, on a goroutine of its own, until Shutdown: memberlist's packets go on to memberlist,
@@ -100,8 +102,7 @@ func (t *muxTransport) pump() {
 			}
 			select {
 			case t.out <- p:
-			case <-t.stop:
-				return
+			case <-t.closing: // shutting down: nobody may read it
 			}
 		}
 	}
@@ -109,9 +110,15 @@ func (t *muxTransport) pump() {
 
 func (t *muxTransport) PacketCh() <-chan *memberlist.Packet { return t.out }
 
+// Shutdown closes the sockets first, as memberlist does: NetTransport's
+// readers block handing a packet over until somebody takes it, so pump
+// keeps taking them (and drops memberlist's once closing) until the
+// transport is down, and only then stops.
 func (t *muxTransport) Shutdown() error {
+	t.closed.Do(func() { close(t.closing) })
+	err := t.NetTransport.Shutdown()
 	t.stopped.Do(func() { close(t.stop) })
-	return t.NetTransport.Shutdown()
+	return err
 }
 
 type outstanding struct {
@@ -267,9 +274,8 @@ func (d *direct) onFrame(p *memberlist.Packet) {
 		}
 		d.mu.Unlock()
 	case kindMsg:
-		if ack, err := d.frame(kindAck, seq, nil); err == nil {
-			d.write(ack, p.From.String())
-		}
+		// Acknowledged once queued (or already seen): a message the full
+		// queue dropped is not acknowledged, so its sender sends it again.
 		d.mu.Lock()
 		r := d.seen[from]
 		if r == nil {
@@ -279,15 +285,22 @@ func (d *direct) onFrame(p *memberlist.Packet) {
 		dup := r.has(seq)
 		if dup {
 			d.stats.Duplicate++
-		} else {
-			r.add(seq)
-			d.stats.Received++
 		}
 		d.mu.Unlock()
-		if !dup && !d.deliver(Inbound{Query: ConsensusQuery, From: from, Payload: payload}) {
+		if !dup {
+			if !d.deliver(Inbound{Query: ConsensusQuery, From: from, Payload: payload}) {
+				d.mu.Lock()
+				d.stats.Dropped++
+				d.mu.Unlock()
+				return
+			}
 			d.mu.Lock()
-			d.stats.Dropped++
+			r.add(seq)
+			d.stats.Received++
 			d.mu.Unlock()
+		}
+		if ack, err := d.frame(kindAck, seq, nil); err == nil {
+			d.write(ack, p.From.String())
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/serf/serf"
 	"github.com/rs/zerolog"
 )
 
@@ -246,4 +247,30 @@ func TestConcurrentAsksKeepTheirAnswers(t *testing.T) {
 		t.Errorf("b's answer lost: %s", l)
 	}
 	<-answering
+}
+
+// Members with other consensus rules, or of another cluster, are refused;
+// members that publish none yet (still joining) are let in.
+func TestClusterGuardRefusesOtherRulesAndClusters(t *testing.T) {
+	g := clusterGuard{id: func() string { return "c1" }, rules: "majority/5", log: zerolog.Nop()}
+	for _, tc := range []struct {
+		tags map[string]string
+		ok   bool
+	}{
+		{map[string]string{RulesTag: "majority/5", ClusterTag: "c1"}, true},
+		{map[string]string{}, true},
+		{map[string]string{RulesTag: "majority/3"}, false},
+		{map[string]string{RulesTag: "two-thirds/5"}, false},
+		{map[string]string{RulesTag: "majority/5", ClusterTag: "c2"}, false},
+	} {
+		err := g.NotifyMerge([]*serf.Member{{Name: "x", Tags: tc.tags}})
+		if (err == nil) != tc.ok {
+			t.Errorf("tags %v: err %v, want ok=%v", tc.tags, err, tc.ok)
+		}
+	}
+	// Without a cluster yet, rules are still checked.
+	g.id = func() string { return "" }
+	if g.NotifyMerge([]*serf.Member{{Name: "x", Tags: map[string]string{RulesTag: "majority/0"}}}) == nil {
+		t.Error("other rules let in before the cluster exists")
+	}
 }

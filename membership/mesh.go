@@ -31,6 +31,10 @@ const BootTag = "boot"
 const (
 	ExecutorTag = "recovery"
 	ClusterTag  = "cluster"
+	// RulesTag carries the consensus rules every member must share
+	// ("QUORUM/COUNCIL", e.g. "majority/5"): agents with other rules
+	// would count quorums that need not meet.
+	RulesTag = "rules"
 )
 
 // ReservedEvent reports whether a user event name is vigil's own
@@ -41,7 +45,7 @@ func ReservedEvent(name string) bool {
 
 // Reserved reports whether vigil sets the tag key itself.
 func Reserved(key string) bool {
-	return key == BootTag || key == ExecutorTag || key == ClusterTag
+	return key == BootTag || key == ExecutorTag || key == ClusterTag || key == RulesTag
 }
 
 // Profiles are the memberlist timing profiles an operator can choose.
@@ -71,17 +75,32 @@ type Config struct {
 	// ClusterTag are refused, at a join and whenever gossip brings them.
 	// Optional; it is called from serf's goroutines.
 	Cluster func() string
+	// Rules are this agent's consensus rules, also published in RulesTag;
+	// members that publish other rules are refused like another cluster's.
+	// Optional.
+	Rules string
 }
 
 // clusterGuard is serf's merge delegate: it refuses members of another
 // cluster.
 type clusterGuard struct {
-	id  func() string
-	log zerolog.Logger
+	id    func() string
+	rules string
+	log   zerolog.Logger
 }
 
 func (g clusterGuard) NotifyMerge(members []*serf.Member) error {
-	ours := g.id()
+	for _, m := range members {
+		if theirs := m.Tags[RulesTag]; g.rules != "" && theirs != "" && theirs != g.rules {
+			err := fmt.Errorf("%s runs with consensus rules %s (--quorum/--council-size), this agent with %s: refusing to merge; every agent needs the same", m.Name, theirs, g.rules)
+			g.log.Error().Err(err).Msg("join refused")
+			return err
+		}
+	}
+	ours := ""
+	if g.id != nil {
+		ours = g.id()
+	}
 	if ours == "" {
 		return nil
 	}
@@ -196,13 +215,21 @@ func Start(cfg Config) (*Mesh, error) {
 	mc.Logger = lg
 	// memberlist's own UDP and TCP transport, with vigil's point-to-point
 	// datagrams taken out of it (see direct.go).
-	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
-		BindAddrs: []string{cfg.BindAddr},
-		BindPort:  cfg.BindPort,
-		Logger:    lg,
-	})
-	if err != nil {
-		return nil, explainStartError(cfg, err)
+	var nt *memberlist.NetTransport
+	// A port the kernel picks (0) may be free for UDP and taken for TCP:
+	// try again, as memberlist does.
+	for try := 0; ; try++ {
+		nt, err = memberlist.NewNetTransport(&memberlist.NetTransportConfig{
+			BindAddrs: []string{cfg.BindAddr},
+			BindPort:  cfg.BindPort,
+			Logger:    lg,
+		})
+		if err == nil {
+			break
+		}
+		if cfg.BindPort != 0 || try == 9 || !strings.Contains(err.Error(), "address already in use") {
+			return nil, explainStartError(cfg, err)
+		}
 	}
 	if cfg.BindPort == 0 {
 		mc.BindPort = nt.GetAutoBindPort()
@@ -235,8 +262,8 @@ func Start(cfg Config) (*Mesh, error) {
 	sc.MemberlistConfig = mc
 	sc.Logger = lg
 	sc.EventCh = m.serfCh
-	if cfg.Cluster != nil {
-		sc.Merge = clusterGuard{id: cfg.Cluster, log: cfg.Logger}
+	if cfg.Cluster != nil || cfg.Rules != "" {
+		sc.Merge = clusterGuard{id: cfg.Cluster, rules: cfg.Rules, log: cfg.Logger}
 	}
 	// vigil does not use network coordinates; without them serf leaves
 	// memberlist's ping delegate free.
