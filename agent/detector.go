@@ -1213,11 +1213,12 @@ func (d *detector) checkLease(now time.Time) {
 		contacts = append(contacts, d.acked[m.Name])
 	}
 	exp, _ := consensus.LeaseExpiry(now, contacts, self, consensus.QuorumSize(len(acc), d.quorum), d.a.cfg.FenceAfter)
-	// One decision changes the acceptors by one member, and a quorum of
-	// the old acceptors and one of the new still share a member (as in
-	// Raft's single-server changes), so the lease the old view granted
-	// holds into the next one: a new member has not been pinged yet. It
-	// is never carried over two changes or a snapshot.
+	// A decision that changes the acceptors by one member (every member
+	// an acceptor) leaves a quorum of the old acceptors and one of the new
+	// sharing a member (as in Raft's single-server changes), so the lease
+	// the old view granted holds into the next one: a new member has not
+	// been pinged yet. A council seat passed on changes two members: no
+	// carry-over then. Never over two changes or a snapshot.
 	switch {
 	case v.Epoch == d.leaseEpoch:
 	case v.Epoch == d.leaseEpoch+1 && differByOne(d.leaseAcc, acc):
