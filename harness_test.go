@@ -144,6 +144,11 @@ func (c *cluster) addAt(name, ip string, wrap []string, extra ...string) *node {
 	n.args = append([]string{"agent", "--node", name, "--bind", n.ip + ":7946",
 		"--http-addr", n.ip + ":7947", "--data-dir", n.dataDir, "--profile", "local",
 		"--log-level", "debug"}, extra...)
+	// Tests restart agents many times a minute: rejoin damping starts at
+	// 1 s unless a test sets it (TestRejoinIsDampedPerName checks it).
+	if !slices.Contains(extra, "--rejoin-stable") {
+		n.args = append(n.args, "--rejoin-stable", "1s")
+	}
 	// A node given no seed is the one that creates the cluster, as an
 	// operator would start it (--bootstrap is ignored once its data dir
 	// holds a cluster).

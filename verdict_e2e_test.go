@@ -338,3 +338,31 @@ func TestCouncilDecidesForALargerView(t *testing.T) {
 		}
 	}
 }
+
+// A node removed for failure and back is added again only after gossip has
+// seen it alive for --rejoin-stable, twice that after its second failure:
+// per name, across its boot ids.
+func TestRejoinIsDampedPerName(t *testing.T) {
+	c := newCluster(t)
+	dir := t.TempDir()
+	const base = 4 * time.Second
+	nodes := startAgreedCluster(t, c, 3, dir, "--rejoin-stable", base.String())
+	victim := nodes[2]
+	for i, need := range []time.Duration{base, 2 * base} {
+		victim.kill()
+		waitAgreed(t, nodes[0], victim.name, "failed", 90*time.Second)
+		back := time.Now()
+		victim.start()
+		waitAgreed(t, nodes[0], victim.name, "alive", need+60*time.Second)
+		took := time.Since(back)
+		t.Logf("failure %d: added back %v after the restart (damping %v)", i+1, took.Round(time.Millisecond), need)
+		if took < need {
+			t.Errorf("failure %d: added back %v after the restart, before the %v of damping", i+1, took, need)
+		}
+	}
+	for _, n := range nodes[:2] {
+		if runs := handlerRuns(dir, n.name, "member-failed", victim.name); len(runs) != 2 {
+			t.Errorf("%s ran member-failed for %s %d times, want 2", n.name, victim.name, len(runs))
+		}
+	}
+}

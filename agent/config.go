@@ -68,6 +68,7 @@ func Settings() []Setting {
 		{Name: "recovery-handler", Key: "recovery_handler", Usage: "executable run once, cluster-wide, for each confirmed failure"},
 		{Name: "recovery-retries", Key: "recovery_retries", Kind: KindInt, Default: "3", Usage: "retries of a recovery handler that exits non-zero, with exponential backoff from 1s"},
 		{Name: "fence-handler", Key: "fence_handler", Usage: "executable run on this node when it learns it was removed from the view, or after --fence-after without contact with a quorum"},
+		{Name: "rejoin-stable", Key: "rejoin_stable", Kind: KindDuration, Default: "20s", Usage: "a member removed for failure is added back only after gossip has seen it alive this long; doubled for each further failure of that name in 30 minutes (at most 16 times); 0: at once"},
 		{Name: "fence-after", Key: "fence_after", Kind: KindDuration, Default: "2s", Usage: "the lease: this node fences when no quorum of its view answered its pings for this long, and the others wait this long (scaled by the clock-rate bound) before they recover a node they removed; the same on every agent"},
 		{Name: "event-handler", Key: "event_handlers", Kind: KindList, Sep: ";", Usage: "serf-style handler [FILTER=]SCRIPT; repeatable"},
 		{Name: "handler-timeout", Key: "handler_timeout", Kind: KindDuration, Default: "60s", Usage: "a handler still running after this is killed with its process group"},
@@ -112,6 +113,9 @@ type Config struct {
 	RecoveryRetries int
 	// FenceHandler is an executable path, or empty.
 	FenceHandler string
+	// RejoinStable is the damping of a failed member's return (≥ 0):
+	// see the detector's rejoinWait.
+	RejoinStable time.Duration
 	// FenceAfter is the lease (consensus.LeaseExpiry): how long this node
 	// holds its membership after the last contact with a quorum; > 0.
 	FenceAfter time.Duration
@@ -341,6 +345,9 @@ func build(v Values) (Config, error) {
 		if err := recovery.CheckExecutable(c.FenceHandler); err != nil {
 			return c, fmt.Errorf("--fence-handler: %v", err)
 		}
+	}
+	if c.RejoinStable, err = time.ParseDuration(one(v, "rejoin-stable")); err != nil || c.RejoinStable < 0 {
+		return c, fmt.Errorf("--rejoin-stable %q: want a duration ≥ 0, like 20s", one(v, "rejoin-stable"))
 	}
 	if c.FenceAfter, err = positiveDuration(one(v, "fence-after")); err != nil {
 		return c, fmt.Errorf("--fence-after: %v", err)

@@ -36,6 +36,9 @@ const (
 	// addGrace is how long a member other than the designated one waits
 	// before it proposes an add or a leave itself.
 	addGrace = 3 * time.Second
+	// dampingMemory is how long a decided failure counts towards a name's
+	// rejoin damping.
+	dampingMemory = 30 * time.Minute
 	// DecisionEvent names the serf user event that announces decisions.
 	DecisionEvent = "vigil-decision"
 	samplesKept   = 32
@@ -142,10 +145,16 @@ type detector struct {
 	// read it, at lastMembers.
 	membersDirty bool
 	lastMembers  time.Time
-	bursting     map[string]bool
-	verdicts     map[string]cachedVerdict
-	status       map[string]agreed
-	pending      map[string]time.Time // name@boot of an add or leave first seen
+	// failures are the times this agent learned decided failures, per
+	// name, for rejoin damping; aliveSince and aliveBoot say since when
+	// gossip has seen each name alive, and under which boot id.
+	failures   map[string][]time.Time
+	aliveSince map[string]time.Time
+	aliveBoot  map[string]string
+	bursting   map[string]bool
+	verdicts   map[string]cachedVerdict
+	status     map[string]agreed
+	pending    map[string]time.Time // name@boot of an add or leave first seen
 	// deferred holds the handler events of decisions learned while this
 	// node was behind the cluster; see flushDeferred.
 	deferred []deferredEvent
@@ -184,6 +193,7 @@ func newDetector(a *Agent) (*detector, error) {
 		scorers: map[string]*scoring.Peer{}, probes: map[string]*peerProbe{},
 		bursting: map[string]bool{}, verdicts: map[string]cachedVerdict{},
 		status: map[string]agreed{}, pending: map[string]time.Time{}, acked: map[string]time.Time{},
+		failures: map[string][]time.Time{}, aliveSince: map[string]time.Time{}, aliveBoot: map[string]string{},
 		probeCh: make(chan probeResult, 256), burstCh: make(chan burstResult, 16),
 		susCfg: suspicion.DefaultConfig(),
 	}
@@ -1090,6 +1100,7 @@ func (d *detector) apply(dec consensus.Decision) {
 	d.flushDeferred()
 	if c.Kind == consensus.Remove {
 		if c.Reason == consensus.Failed {
+			d.noteFailure(c.Member.Name, time.Now())
 			before := view.Clone()
 			before.Epoch = dec.Epoch
 			before.Members = append(before.Members, c.Member)
@@ -1334,6 +1345,11 @@ func (d *detector) proposeMembership(now time.Time, members []membership.Member)
 		if proposer != d.self() && now.Sub(first) < addGrace {
 			continue
 		}
+		if c.Kind == consensus.Add && c.Member.Name != d.self() {
+			if wait := d.rejoinWait(c.Member.Name, now); wait > 0 {
+				continue
+			}
+		}
 		if d.propose(c) {
 			return // one proposal at a time
 		}
@@ -1341,6 +1357,73 @@ func (d *detector) proposeMembership(now time.Time, members []membership.Member)
 }
 
 func (d *detector) pendingDone(m consensus.Member) { delete(d.pending, m.String()) }
+
+// noteFailure records a decided failure of name, learned at now, for
+// rejoin damping. The history is per name: a node's new boot ids share it.
+func (d *detector) noteFailure(name string, at time.Time) {
+	h := d.failures[name][:0:0]
+	for _, t := range d.failures[name] {
+		if at.Sub(t) < dampingMemory {
+			h = append(h, t)
+		}
+	}
+	d.failures[name] = append(h, at)
+}
+
+// rejoinWait is how much longer a member that the view removed for
+// failure must stay alive in gossip before it is added back: --rejoin-stable
+// after its first failure in dampingMemory, doubled for each further one
+// (at most 16 times). A node that flaps is kept out until it has been
+// stable for longer than its flapping lasts; every agent judges from the
+// same decisions, and the first that finds it stable proposes the add.
+// 0 when the name has no recent failure or damping is off.
+func (d *detector) rejoinWait(name string, now time.Time) time.Duration {
+	base := d.a.cfg.RejoinStable
+	var recent int
+	var last time.Time
+	for _, t := range d.failures[name] {
+		if now.Sub(t) < dampingMemory {
+			recent++
+			last = t
+		}
+	}
+	if base <= 0 || recent == 0 {
+		return 0
+	}
+	need := base << min(recent-1, 4)
+	since := d.aliveSince[name]
+	if since.IsZero() {
+		return need
+	}
+	// Stable since it came back alive, and not before the failure.
+	since = maxTime(since, last)
+	return max(need-now.Sub(since), 0)
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// onGossipStatus keeps, per name, since when serf has seen the member
+// alive without a break (rejoinWait).
+func (d *detector) onGossipStatus(ev membership.Event) {
+	for _, m := range ev.Members {
+		alive := m.Status == "alive" && (ev.Type == membership.MemberJoin || ev.Type == membership.MemberUpdate)
+		switch {
+		case alive:
+			if prev, ok := d.aliveBoot[m.Name]; !ok || prev != m.Tags[membership.BootTag] || d.aliveSince[m.Name].IsZero() {
+				d.aliveSince[m.Name] = ev.Time
+				d.aliveBoot[m.Name] = m.Tags[membership.BootTag]
+			}
+		case ev.Type == membership.MemberFailed || ev.Type == membership.MemberLeave || ev.Type == membership.MemberReap:
+			delete(d.aliveSince, m.Name)
+			delete(d.aliveBoot, m.Name)
+		}
+	}
+}
 
 // removed reports whether the view log removed this incarnation. A removed
 // incarnation never comes back: the node rejoins under a new boot id.
@@ -1351,6 +1434,7 @@ func (d *detector) removed(name, boot string) bool {
 
 // onSerfEvent passes serf's own verdicts to suspicion as evidence.
 func (d *detector) onSerfEvent(ev membership.Event) {
+	d.onGossipStatus(ev)
 	for _, m := range ev.Members {
 		t, ok := d.sus.LookupFor(m.Name, m.Tags[membership.BootTag])
 		if !ok {
