@@ -51,7 +51,7 @@ bench: serf
 	$(GO) test -run '^$$' -bench . -benchmem -count=4 ./scoring/ ./consensus/
 	$(GO) test -count=1 -run 'TestQuality' -v ./scoring/
 	VIGIL_BENCH=1 VIGIL_SERF_BIN=$(CURDIR)/$(SERF_BIN) VIGIL_BENCH_OUT=$(CURDIR)/bin/bench.txt \
-	  $(GO) test -count=1 -timeout 60m -v -run 'TestFailoverVersusSerf|TestLossVersusSerf|TestMemoryVersusSerf|TestSerfBaseline|TestScaleVersusSerf' .
+	  $(GO) test -count=1 -timeout 60m -v -run 'TestFailoverVersusSerf|TestLossVersusSerf|TestMemoryVersusSerf|TestSerfBaseline|TestScaleVersusSerf|TestFlappingIngressVersusSerf' .
 
 clean:
 	rm -rf bin .vigil
