@@ -64,7 +64,7 @@ func Settings() []Setting {
 		{Name: "encrypt", Key: "encrypt", Usage: "gossip encryption key, base64 of 16, 24 or 32 bytes (vigil keygen)"},
 		{Name: "profile", Key: "profile", Default: "lan", Usage: "gossip timing profile: lan, wan or local"},
 		{Name: "quorum", Key: "quorum", Default: "majority", Usage: "quorum rule for view changes: majority or two-thirds"},
-		{Name: "council-size", Key: "council_size", Kind: KindInt, Default: "5", Usage: "acceptors of each view change when the view is larger: a council of this many members, chosen by name; 0: every member; the same on every agent"},
+		{Name: "council-size", Key: "council_size", Kind: KindInt, Default: "5", Usage: "acceptors of each view change when the view is larger: a council of this many members, chosen by name; 0: every member (up to 128); the same on every agent"},
 		{Name: "recovery-handler", Key: "recovery_handler", Usage: "executable run once, cluster-wide, for each confirmed failure"},
 		{Name: "recovery-retries", Key: "recovery_retries", Kind: KindInt, Default: "3", Usage: "retries of a recovery handler that exits non-zero, with exponential backoff from 1s"},
 		{Name: "fence-handler", Key: "fence_handler", Usage: "executable run on this node when it learns it was removed from the view, or after --fence-after without contact with a quorum"},
