@@ -124,7 +124,6 @@ type Mesh struct {
 	logger       zerolog.Logger
 	loads        *loads
 	probeTimeout time.Duration
-	gossipEvery  time.Duration
 
 	// queryMu serializes serf queries: see query.
 	queryMu sync.Mutex
@@ -244,7 +243,6 @@ func Start(cfg Config) (*Mesh, error) {
 		logger:       cfg.Logger,
 		loads:        newLoads(),
 		probeTimeout: mc.ProbeTimeout,
-		gossipEvery:  mc.GossipInterval,
 	}
 	m.direct = newDirect(cfg.NodeName, mc.Keyring)
 	m.direct.addrOf = m.addrOf
@@ -309,7 +307,9 @@ func (m *Mesh) Pump(ctx context.Context) {
 		case e := <-m.serfCh:
 			if q, ok := e.(*serf.Query); ok {
 				if q.Name == JournalQuery || q.Name == JournalPutQuery {
-					m.enqueueInbound(Inbound{Query: q.Name, From: q.SourceNode(), Payload: append([]byte(nil), q.Payload...), reply: q.Respond})
+					// A query the full queue drops goes unanswered; its
+					// asker counts the answers it got.
+					m.offerInbound(Inbound{Query: q.Name, From: q.SourceNode(), Payload: append([]byte(nil), q.Payload...), reply: q.Respond})
 				}
 				continue
 			}
@@ -518,6 +518,3 @@ var _ io.Writer = levelWriter{}
 
 // SetTags replaces this node's tags (a new incarnation, gossiped to all).
 func (m *Mesh) SetTags(tags map[string]string) error { return m.serf.SetTags(tags) }
-
-// GossipInterval is memberlist's gossip interval for the profile.
-func (m *Mesh) GossipInterval() time.Duration { return m.gossipEvery }

@@ -58,13 +58,6 @@ func (m *Mesh) TakeInbound() []Inbound {
 	return q
 }
 
-func (m *Mesh) enqueueInbound(in Inbound) {
-	m.mu.Lock()
-	m.inbound = append(m.inbound, in)
-	m.mu.Unlock()
-	m.wake()
-}
-
 // Send delivers one consensus message to one node, point to point on the
 // gossip port (see direct.go), and repeats it until the node acknowledges
 // it or directTimeout passes: call Resend regularly. It does not block.
@@ -82,8 +75,8 @@ func (m *Mesh) DirectStats() DirectStats {
 	return m.direct.stats
 }
 
-// offerInbound queues a message from the direct transport, unless the
-// queue is full.
+// offerInbound queues a message (from the direct transport, or a journal
+// query), unless the queue is full: then it reports false.
 func (m *Mesh) offerInbound(in Inbound) bool {
 	m.mu.Lock()
 	if len(m.inbound) >= maxInbound {
