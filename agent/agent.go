@@ -485,9 +485,6 @@ func (a *Agent) gossipAddr() string { return hostPort(a.mesh.Local()) }
 // the view log decides them, never from serf's word alone; serf's events
 // are evidence for suspicion and history.
 func (a *Agent) handleEvent(ev membership.Event) {
-	if ev.Type != membership.User && a.det != nil {
-		a.det.membersDirty = true
-	}
 	switch ev.Type {
 	case membership.User:
 		first, err := a.store.MarkEvent(store.EventKey{Name: ev.Name, LTime: ev.LTime, Payload: ev.Payload})

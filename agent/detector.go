@@ -1432,8 +1432,10 @@ func (d *detector) removed(name, boot string) bool {
 	return ok && st.boot == boot && st.status != "alive"
 }
 
-// onSerfEvent passes serf's own verdicts to suspicion as evidence.
+// onSerfEvent passes serf's own verdicts to suspicion as evidence, and
+// marks serf's member list changed for tick and for rejoin damping.
 func (d *detector) onSerfEvent(ev membership.Event) {
+	d.membersDirty = true
 	d.onGossipStatus(ev)
 	for _, m := range ev.Members {
 		t, ok := d.sus.LookupFor(m.Name, m.Tags[membership.BootTag])
