@@ -214,6 +214,23 @@ func (n *node) startNoWait() error {
 	return nil
 }
 
+// startExpectingExit starts an agent that is meant to give up (a refused
+// join, a seed that never answers) and waits up to a minute for it to
+// exit; if it is still running then, the test fails with stuck and the
+// agent's log.
+func (n *node) startExpectingExit(stuck string) {
+	t := n.c.t
+	t.Helper()
+	if err := n.startNoWait(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-n.exited:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("%s\n%s", stuck, n.logTail())
+	}
+}
+
 // kill sends SIGKILL and waits for the process to be gone.
 func (n *node) kill() {
 	if n.cmd == nil {

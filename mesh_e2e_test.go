@@ -261,14 +261,7 @@ func TestEncryptedClusterRefusesOtherKey(t *testing.T) {
 		t.Errorf("n1 decided the join without sealed consensus messages: %+v", ct)
 	}
 	n3 := c.add(3, "--encrypt", key2, "--join", c.ip(1))
-	if err := n3.startNoWait(); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-n3.exited:
-	case <-time.After(60 * time.Second):
-		t.Fatal("agent with another key did not give up joining")
-	}
+	n3.startExpectingExit("agent with another key did not give up joining")
 	if n3.exitErr == nil {
 		t.Error("agent with another key exited 0")
 	}
@@ -325,14 +318,7 @@ func TestRetryJoinKeepsTryingUntilTheSeedAnswers(t *testing.T) {
 	}
 
 	n3 := c.add(3, "--retry-join", c.ip(4), "--retry-interval", "100ms", "--retry-max", "3")
-	if err := n3.startNoWait(); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-n3.exited:
-	case <-time.After(60 * time.Second):
-		t.Fatalf("n3 still running after its 3 retry-join attempts failed\n%s", n3.logTail())
-	}
+	n3.startExpectingExit("n3 still running after its 3 retry-join attempts failed")
 	if n3.exitErr == nil || !strings.Contains(n3.logTail(), "retry-join: gave up after 3 attempts") {
 		t.Errorf("n3 exited with %v; want a non-zero exit saying it gave up\n%s", n3.exitErr, n3.logTail())
 	}
@@ -387,14 +373,7 @@ func TestMismatchedConsensusRulesAreRefused(t *testing.T) {
 	n1 := c.add(1)
 	n1.start()
 	n2 := c.add(2, "--council-size", "3", "--join", c.ip(1))
-	if err := n2.startNoWait(); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-n2.exited:
-	case <-time.After(60 * time.Second):
-		t.Fatal("an agent with other consensus rules did not give up joining")
-	}
+	n2.startExpectingExit("an agent with other consensus rules did not give up joining")
 	if n2.exitErr == nil {
 		t.Error("an agent with other consensus rules exited 0")
 	}

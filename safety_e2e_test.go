@@ -138,14 +138,7 @@ func TestLostDataDirRejoinsAsNewAcceptor(t *testing.T) {
 	// Its old command line would make a new cluster; pointed at the old
 	// one it is refused, and says why.
 	lone := c.addAt("n1", n1.ip, nil, "--bootstrap", "--join", c.ip(2))
-	if err := lone.startNoWait(); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-lone.exited:
-	case <-time.After(60 * time.Second):
-		t.Fatal("an agent of a new cluster joined an existing one")
-	}
+	lone.startExpectingExit("an agent of a new cluster joined an existing one")
 	if log := lone.logTail(); !strings.Contains(log, "refusing to merge two clusters") {
 		t.Errorf("the refused join says:\n%s", log)
 	}
