@@ -85,9 +85,7 @@ func TestFailoverVersusSerf(t *testing.T) {
 // host for a minute. It takes about three minutes: `make bench` runs it
 // (VIGIL_BENCH=1); CI runs TestLossOfTwentyPercentConfirmsNoFailure.
 func TestLossVersusSerf(t *testing.T) {
-	if os.Getenv("VIGIL_BENCH") == "" {
-		t.Skip("set VIGIL_BENCH=1 (make bench) to compare with serf under loss")
-	}
+	benchOnly(t, "to compare with serf under loss")
 	const loss, dur = 0.2, 60 * time.Second
 	dir := t.TempDir()
 	nw, nodes := netnsCluster(t, 5, dir)
@@ -185,9 +183,7 @@ func cpuTicks(pid int) (int64, error) {
 // second). Run it without -race (make bench does): the agents are built
 // the way the test binary is.
 func TestMemoryVersusSerf(t *testing.T) {
-	if os.Getenv("VIGIL_BENCH") == "" {
-		t.Skip("set VIGIL_BENCH=1 (make bench) to compare memory with serf")
-	}
+	benchOnly(t, "to compare memory with serf")
 	if raceEnabled {
 		t.Skip("race-built agents use several times their memory")
 	}

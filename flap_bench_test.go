@@ -15,9 +15,7 @@ import (
 //
 //	VIGIL_BENCH=1 go test -count=1 -run TestFlappingIngressVersusSerf -v .
 func TestFlappingIngressVersusSerf(t *testing.T) {
-	if os.Getenv("VIGIL_BENCH") == "" {
-		t.Skip("set VIGIL_BENCH=1 (make bench) to compare flap damping with serf")
-	}
+	benchOnly(t, "to compare flap damping with serf")
 	flap := func(nw *network) {
 		for range 4 {
 			nw.setChain(5, partChain, []string{"-d " + nw.ip(5) + " -j DROP"})

@@ -19,9 +19,7 @@ import (
 //
 // Run it alone, without -race: N agents saturate a 2-core machine.
 func TestScaleVersusSerf(t *testing.T) {
-	if os.Getenv("VIGIL_BENCH") == "" {
-		t.Skip("set VIGIL_BENCH=1 (make bench) to run many agents side by side with serf")
-	}
+	benchOnly(t, "to run many agents side by side with serf")
 	n := 20
 	if s := os.Getenv("VIGIL_SCALE_N"); s != "" {
 		v, err := strconv.Atoi(s)
@@ -112,4 +110,13 @@ func loadAvg() string {
 		return "?"
 	}
 	return strings.Fields(string(b))[0]
+}
+
+// benchOnly skips a benchmark test unless VIGIL_BENCH is set (make bench
+// sets it); why says what the test would do, or where CI measures it.
+func benchOnly(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("VIGIL_BENCH") == "" {
+		t.Skip("set VIGIL_BENCH=1 (make bench) " + why)
+	}
 }

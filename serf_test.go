@@ -431,9 +431,7 @@ func portsFree(ip string) bool {
 }
 
 func TestSerfBaseline(t *testing.T) {
-	if os.Getenv("VIGIL_BENCH") == "" {
-		t.Skip("set VIGIL_BENCH=1 (make bench): CI measures serf in TestFailoverVersusSerf")
-	}
+	benchOnly(t, "for serf alone; CI measures serf in TestFailoverVersusSerf")
 	const n, runs = 5, 3
 	delays := measureSerfFailover(t, n, runs)
 	if len(delays) != runs*(n-1) {
@@ -444,9 +442,7 @@ func TestSerfBaseline(t *testing.T) {
 }
 
 func TestSerfNetns(t *testing.T) {
-	if os.Getenv("VIGIL_BENCH") == "" {
-		t.Skip("set VIGIL_BENCH=1 (make bench): CI measures serf in TestFailoverVersusSerf")
-	}
+	benchOnly(t, "for serf alone; CI measures serf in TestFailoverVersusSerf")
 	serfBinary(t)
 	nw := newNetwork(t, 5)
 	t.Run("failover", func(t *testing.T) {
