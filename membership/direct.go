@@ -247,6 +247,13 @@ func (d *direct) resend(now time.Time) {
 	}
 }
 
+// counts is a copy of the counters.
+func (d *direct) counts() DirectStats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.stats
+}
+
 // pending is how many messages wait for an ack.
 func (d *direct) pending() int {
 	d.mu.Lock()

@@ -69,11 +69,7 @@ func (m *Mesh) Send(to string, payload []byte) error {
 func (m *Mesh) Resend() { m.direct.resend(time.Now()) }
 
 // DirectStats counts the point-to-point messages so far.
-func (m *Mesh) DirectStats() DirectStats {
-	m.direct.mu.Lock()
-	defer m.direct.mu.Unlock()
-	return m.direct.stats
-}
+func (m *Mesh) DirectStats() DirectStats { return m.direct.counts() }
 
 // offerInbound queues a message (from the direct transport, or a journal
 // query), unless the queue is full: then it reports false.
