@@ -36,10 +36,12 @@ const shutdownGrace = 5 * time.Second
 type Agent struct {
 	cfg     Config
 	log     zerolog.Logger
+	logs    *Logs
 	store   *store.Store
 	mesh    *membership.Mesh
 	http    *http.Server
 	httpLn  net.Listener
+	rpc     *rpcServer
 	boot    string
 	started time.Time
 	det     *detector
@@ -77,8 +79,8 @@ type request struct {
 // New validates the environment (data dir, ports, handlers), opens the
 // store, starts gossip and joins the --join seeds. On error nothing is left
 // running.
-func New(cfg Config, log zerolog.Logger) (*Agent, error) {
-	a := &Agent{cfg: cfg, log: log, started: time.Now(), requests: make(chan request), stopping: make(chan struct{}), rec: newRecoveries()}
+func New(cfg Config, logs *Logs) (*Agent, error) {
+	a := &Agent{cfg: cfg, log: logs.Logger, logs: logs, started: time.Now(), requests: make(chan request), stopping: make(chan struct{}), rec: newRecoveries()}
 	if err := a.start(); err != nil {
 		a.close()
 		return nil, err
@@ -114,6 +116,21 @@ func (a *Agent) start() (err error) {
 		}
 		return fmt.Errorf("--http-addr %s: %v", cfg.HTTPAddr, err)
 	}
+	rpcLn, err := net.Listen("tcp", cfg.RPCAddr)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("--rpc-addr %s is already in use (another agent on this machine? give each its own --rpc-addr)", cfg.RPCAddr)
+		}
+		return fmt.Errorf("--rpc-addr %s: %v", cfg.RPCAddr, err)
+	}
+	a.rpc = &rpcServer{a: a, ln: rpcLn, clients: map[*rpcClient]struct{}{}}
+	keys, keyring, ignored, err := loadKeyring(cfg.DataDir, cfg.EncryptKey)
+	if err != nil {
+		return err
+	}
+	if ignored {
+		log.Warn().Str("keyring", keyring).Msg("--encrypt is not in the keyring of the data dir (the keys were rotated since): using the keyring")
+	}
 	tags := a.ownTags()
 	a.mesh, err = membership.Start(membership.Config{
 		NodeName:      cfg.NodeName,
@@ -123,7 +140,8 @@ func (a *Agent) start() (err error) {
 		AdvertisePort: cfg.AdvertisePort,
 		Profile:       cfg.Profile,
 		Tags:          tags,
-		EncryptKey:    cfg.EncryptKey,
+		Keys:          keys,
+		KeyringFile:   keyring,
 		Logger:        log,
 		Cluster:       a.clusterID,
 		Rules:         a.rules(),
@@ -195,6 +213,9 @@ func (a *Agent) close() {
 	if a.httpLn != nil {
 		_ = a.httpLn.Close()
 	}
+	if a.rpc != nil {
+		a.rpc.close()
+	}
 	if a.store != nil {
 		_ = a.store.Close()
 	}
@@ -241,9 +262,10 @@ func (a *Agent) Run(ctx context.Context) error {
 			httpErr <- err
 		}
 	})
+	a.spawn(a.rpc.serve)
 	a.log.Info().Str("node", a.cfg.NodeName).Str("boot", a.boot).
 		Str("gossip", net.JoinHostPort(a.cfg.BindIP, strconv.Itoa(a.cfg.BindPort))).
-		Str("http", a.cfg.HTTPAddr).Str("data_dir", a.cfg.DataDir).Bool("encrypted", a.mesh.Encrypted()).
+		Str("http", a.cfg.HTTPAddr).Str("rpc", a.cfg.RPCAddr).Str("data_dir", a.cfg.DataDir).Bool("encrypted", a.mesh.Encrypted()).
 		Uint64("epoch", a.det.cn.Epoch()).Msg("agent running")
 
 	retryErr := make(chan error, 1)
@@ -337,6 +359,7 @@ loop:
 			a.det.checkLease(time.Now())
 			a.running--
 			a.logHandler(d)
+			a.answerQuery(d)
 		}
 		if a.fatalErr != nil {
 			runErr = a.fatalErr
@@ -381,12 +404,17 @@ loop:
 	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	_ = a.http.Shutdown(shutCtx)
 	cancel()
+	a.rpc.close()
 	a.log.Info().Msg("agent stopped")
 	return runErr
 }
 
-// queueHandlers queues a run of every event handler that matches ev.
+// queueHandlers queues a run of every event handler that matches ev, and
+// hands ev to the RPC event streams: they see what the handlers see.
 func (a *Agent) queueHandlers(ev membership.Event) {
+	if a.rpc != nil {
+		a.rpc.events.publish(ev)
+	}
 	for _, h := range a.cfg.EventHandlers {
 		if h.Matches(ev) {
 			a.queue = append(a.queue, handlerJob{h: h, ev: ev})
@@ -486,6 +514,10 @@ func (a *Agent) gossipAddr() string { return hostPort(a.mesh.Local()) }
 // are evidence for suspicion and history.
 func (a *Agent) handleEvent(ev membership.Event) {
 	switch ev.Type {
+	case membership.Query:
+		a.log.Debug().Str("query", ev.Name).Uint64("ltime", ev.LTime).Int("payload_bytes", len(ev.Payload)).Msg("query")
+		a.queueHandlers(ev)
+		return
 	case membership.User:
 		first, err := a.store.MarkEvent(store.EventKey{Name: ev.Name, LTime: ev.LTime, Payload: ev.Payload})
 		if err != nil {
@@ -519,6 +551,19 @@ func (a *Agent) handleEvent(ev membership.Event) {
 	}
 	if ev.Type == membership.MemberUpdate || ev.Type == membership.MemberReap {
 		a.queueHandlers(ev)
+	}
+}
+
+// answerQuery sends a query handler's output as this agent's answer, as
+// serf does: only a handler that wrote something answers, and the first
+// answer (a handler's or an RPC client's) is the one sent.
+func (a *Agent) answerQuery(d handlerDone) {
+	ev := d.job.ev
+	if ev.Type != membership.Query || len(d.res.Output) == 0 || ev.Respond == nil {
+		return
+	}
+	if err := ev.Respond(d.res.Output); err != nil {
+		a.log.Warn().Err(err).Str("query", ev.Name).Str("handler", d.job.h.Script).Msg("cannot answer the query")
 	}
 }
 

@@ -23,7 +23,7 @@ func TestHandleEventDeduplicatesAcrossRestart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return &Agent{cfg: Config{EventHandlers: []recovery.EventHandler{h}}, store: st, log: NewLogger(io.Discard, "error", "json")}
+		return &Agent{cfg: Config{EventHandlers: []recovery.EventHandler{h}}, store: st, log: NewLogger(io.Discard, "error", "json").Logger}
 	}
 	ev := membership.Event{Type: membership.User, Name: "deploy", LTime: 7, Payload: []byte("v1")}
 	jobs := func(a *Agent, ev membership.Event) int {

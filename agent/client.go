@@ -45,12 +45,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		var ue *url.Error
-		var oe *net.OpError
-		if errors.As(err, &ue) && errors.As(err, &oe) {
-			return fmt.Errorf("no agent answering at %s (is `vigil agent` running there? see --http-addr): %v", c.Addr, oe.Err)
-		}
-		return fmt.Errorf("agent at %s: %v", c.Addr, err)
+		return c.explain(err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
@@ -70,6 +65,16 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		}
 	}
 	return nil
+}
+
+// explain says what a failed request means to the user.
+func (c *Client) explain(err error) error {
+	var ue *url.Error
+	var oe *net.OpError
+	if errors.As(err, &ue) && errors.As(err, &oe) {
+		return fmt.Errorf("no agent answering at %s (is `vigil agent` running there? see --http-addr): %v", c.Addr, oe.Err)
+	}
+	return fmt.Errorf("agent at %s: %v", c.Addr, err)
 }
 
 // Members lists the members; status, if not empty, keeps only those with
@@ -100,9 +105,9 @@ func (c *Client) Leave(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, "/v1/leave", nil, nil)
 }
 
-// ForceLeave moves a failed node to left.
-func (c *Client) ForceLeave(ctx context.Context, node string) error {
-	return c.do(ctx, http.MethodPost, "/v1/force-leave", ForceLeaveRequest{Node: node}, nil)
+// ForceLeave moves a failed node to left; prune also forgets it at once.
+func (c *Client) ForceLeave(ctx context.Context, node string, prune bool) error {
+	return c.do(ctx, http.MethodPost, "/v1/force-leave", ForceLeaveRequest{Node: node, Prune: prune}, nil)
 }
 
 // ForceRemove removes members without a quorum (see ForceRemoveRequest).

@@ -60,6 +60,8 @@ func Settings() []Setting {
 		{Name: "bootstrap-expect", Key: "bootstrap_expect", Kind: KindInt, Default: "0", Usage: "create a new cluster once this many agents without one see each other (give the same N to each); 0: off"},
 		{Name: "data-dir", Key: "data_dir", Default: "./vigil-data", Usage: "directory of the agent's durable state (created if missing)"},
 		{Name: "http-addr", Key: "http_addr", Default: "127.0.0.1:7947", Usage: "address of the HTTP API, IP:PORT"},
+		{Name: "rpc-addr", Key: "rpc_addr", Default: "127.0.0.1:7373", Usage: "address of serf's RPC protocol, for serf's CLI and client libraries, IP:PORT"},
+		{Name: "rpc-auth", Key: "rpc_auth", Usage: "token RPC clients must give (serf's -rpc-auth); empty: none"},
 		{Name: "tag", Key: "tags", Kind: KindMap, Sep: ",", Usage: "tag KEY=VALUE published to the cluster; repeatable"},
 		{Name: "encrypt", Key: "encrypt", Usage: "gossip encryption key, base64 of 16, 24 or 32 bytes (vigil keygen)"},
 		{Name: "profile", Key: "profile", Default: "lan", Usage: "gossip timing profile: lan, wan or local"},
@@ -99,6 +101,8 @@ type Config struct {
 	RetryMax      int           // attempts; 0 = forever
 	DataDir       string
 	HTTPAddr      string // IP:PORT
+	RPCAddr       string // IP:PORT of serf's RPC protocol
+	RPCAuth       string // token of the RPC protocol, or empty
 	Tags          map[string]string
 	EncryptKey    []byte // nil, or 16, 24 or 32 bytes
 	Profile       string
@@ -306,6 +310,11 @@ func build(v Values) (Config, error) {
 		return c, fmt.Errorf("--http-addr: %v", err)
 	}
 	c.HTTPAddr = net.JoinHostPort(ip, strconv.Itoa(port))
+	if ip, port, err = parseIPPort(one(v, "rpc-addr"), -1); err != nil {
+		return c, fmt.Errorf("--rpc-addr: %v", err)
+	}
+	c.RPCAddr = net.JoinHostPort(ip, strconv.Itoa(port))
+	c.RPCAuth = one(v, "rpc-auth")
 	c.Tags = map[string]string{}
 	for _, kv := range v["tag"] {
 		k, val, ok := strings.Cut(kv, "=")

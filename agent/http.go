@@ -82,6 +82,8 @@ type ForceRemoveResponse struct {
 // ForceLeaveRequest is the body of POST /v1/force-leave.
 type ForceLeaveRequest struct {
 	Node string `json:"node"`
+	// Prune also forgets the node at once (serf's force-leave -prune).
+	Prune bool `json:"prune,omitempty"`
 }
 
 // ErrorResponse is the body of every non-2xx answer.
@@ -105,6 +107,10 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("GET /v1/why/{node}", a.apiWhy)
 	mux.HandleFunc("GET /v1/scores", a.apiScores)
 	mux.HandleFunc("GET /v1/recoveries", a.apiRecoveries)
+	mux.HandleFunc("POST /v1/query", a.apiQuery)
+	mux.HandleFunc("POST /v1/keys", a.apiKeys)
+	mux.HandleFunc("POST /v1/tags", a.apiTags)
+	mux.HandleFunc("GET /v1/monitor", a.apiMonitor)
 	if a.cfg.EnableDebug {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -236,7 +242,7 @@ func (a *Agent) apiForceLeave(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, errors.New("no node named"))
 		return
 	}
-	if err := a.mesh.ForceLeave(req.Node); err != nil {
+	if err := a.mesh.ForceLeave(req.Node, req.Prune); err != nil {
 		writeError(w, http.StatusNotFound, err)
 		return
 	}
@@ -276,16 +282,8 @@ func (a *Agent) apiEvent(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	if req.Name == "" {
-		writeError(w, http.StatusBadRequest, errors.New("the event needs a name"))
-		return
-	}
-	if membership.ReservedEvent(req.Name) {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("event %q: names starting with vigil- or recovery- are vigil's own", req.Name))
-		return
-	}
-	if err := a.mesh.UserEvent(req.Name, []byte(req.Payload), req.Coalesce); err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("event: %v", err))
+	if err := a.userEvent(req.Name, []byte(req.Payload), req.Coalesce); err != nil {
+		writeError(w, http.StatusBadRequest, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, struct{}{})

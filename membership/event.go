@@ -19,6 +19,9 @@ const (
 	MemberReap
 	MemberRecovered
 	User
+	// Query is a serf query from another agent (or this one) that the
+	// operator's query handlers and RPC streams may answer.
+	Query
 )
 
 var eventNames = map[EventType]string{
@@ -29,6 +32,7 @@ var eventNames = map[EventType]string{
 	MemberReap:      "member-reap",
 	MemberRecovered: "member-recovered",
 	User:            "user",
+	Query:           "query",
 }
 
 // String returns the serf name of the event type ("member-join", "user", ...).
@@ -46,6 +50,9 @@ type Member struct {
 	Port   uint16
 	Tags   map[string]string
 	Status string // serf's status: alive, leaving, left, failed
+	// Protocol holds memberlist's and serf's protocol versions as serf
+	// reports them: min, max, current of each.
+	Protocol [6]uint8
 }
 
 // Event is a membership change or a user event, copied out of serf's event
@@ -57,9 +64,14 @@ type Event struct {
 	// Members is set for the member events.
 	Members []Member
 
-	// Name, Payload, LTime and Coalesce are set for user events.
+	// Name, Payload, LTime and Coalesce are set for user events; Name,
+	// Payload and LTime for queries.
 	Name     string
 	Payload  []byte
 	LTime    uint64
 	Coalesce bool
+
+	// Respond answers a query (once; later calls fail) before Deadline.
+	Respond  func([]byte) error
+	Deadline time.Time
 }

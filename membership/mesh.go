@@ -68,6 +68,12 @@ type Config struct {
 	Tags map[string]string
 	// EncryptKey, if set, is the 16, 24 or 32 byte gossip key.
 	EncryptKey []byte
+	// Keys, if set, is the whole keyring (each key 16, 24 or 32 bytes),
+	// its primary key first; it replaces EncryptKey.
+	Keys [][]byte
+	// KeyringFile, if set, is where serf writes the keyring after every
+	// change (serf's -keyring-file format: a JSON array of base64 keys).
+	KeyringFile string
 	// Logger receives serf's and memberlist's logs.
 	Logger zerolog.Logger
 	// Cluster returns the id of the cluster this node belongs to, "" while
@@ -203,7 +209,13 @@ func Start(cfg Config) (*Mesh, error) {
 	// A node restarting under its old name at a new address is refused as a
 	// conflict until memberlist forgets the dead entry.
 	mc.DeadNodeReclaimTime = 30 * time.Second
-	if len(cfg.EncryptKey) > 0 {
+	if len(cfg.Keys) > 0 {
+		kr, err := memberlist.NewKeyring(cfg.Keys, cfg.Keys[0])
+		if err != nil {
+			return nil, fmt.Errorf("keyring: %w", err)
+		}
+		mc.Keyring = kr
+	} else if len(cfg.EncryptKey) > 0 {
 		kr, err := memberlist.NewKeyring(nil, cfg.EncryptKey)
 		if err != nil {
 			return nil, fmt.Errorf("encryption key: %w", err)
@@ -260,6 +272,7 @@ func Start(cfg Config) (*Mesh, error) {
 	sc.MemberlistConfig = mc
 	sc.Logger = lg
 	sc.EventCh = m.serfCh
+	sc.KeyringFile = cfg.KeyringFile
 	if cfg.Cluster != nil || cfg.Rules != "" {
 		sc.Merge = clusterGuard{id: cfg.Cluster, rules: cfg.Rules, log: cfg.Logger}
 	}
@@ -310,7 +323,17 @@ func (m *Mesh) Pump(ctx context.Context) {
 					// A query the full queue drops goes unanswered; its
 					// asker counts the answers it got.
 					m.offerInbound(Inbound{Query: q.Name, From: q.SourceNode(), Payload: append([]byte(nil), q.Payload...), reply: q.Respond})
+					continue
 				}
+				if ReservedEvent(q.Name) {
+					continue // vigil's own, from an agent of another version
+				}
+				m.mu.Lock()
+				m.queue = append(m.queue, Event{Type: Query, Time: time.Now(), Name: q.Name,
+					Payload: append([]byte(nil), q.Payload...), LTime: uint64(q.LTime),
+					Respond: q.Respond, Deadline: q.Deadline()})
+				m.mu.Unlock()
+				m.wake()
 				continue
 			}
 			ev, ok := convert(e)
@@ -401,12 +424,21 @@ func fromSerf(sm serf.Member) Member {
 		Port:   sm.Port,
 		Tags:   tags,
 		Status: sm.Status.String(),
+		Protocol: [6]uint8{sm.ProtocolMin, sm.ProtocolMax, sm.ProtocolCur,
+			sm.DelegateMin, sm.DelegateMax, sm.DelegateCur},
 	}
 }
 
 // Join contacts the given addresses ("host[:port]"); it returns how many
 // answered, and an error only if none did.
-func (m *Mesh) Join(addrs []string) (int, error) {
+func (m *Mesh) Join(addrs []string) (int, error) { return m.JoinReplay(addrs, false) }
+
+// JoinReplay is Join; with replay this agent also runs the handlers of
+// the user events the cluster sent before it joined (serf's -replay).
+func (m *Mesh) JoinReplay(addrs []string, replay bool) (int, error) {
+	if len(addrs) == 0 {
+		return 0, errors.New("no address to join")
+	}
 	norm := make([]string, 0, len(addrs))
 	for _, a := range addrs {
 		host, port, err := ParseAddr(a, DefaultPort)
@@ -417,7 +449,7 @@ func (m *Mesh) Join(addrs []string) (int, error) {
 	}
 	// ignoreOld: a new agent does not run handlers for user events that
 	// happened before it joined (serf's agent default).
-	n, err := m.serf.Join(norm, true)
+	n, err := m.serf.Join(norm, !replay)
 	if n == 0 && err == nil {
 		err = errors.New("no node answered")
 	}
@@ -461,14 +493,54 @@ func (m *Mesh) UserEvent(name string, payload []byte, coalesce bool) error {
 	return m.serf.UserEvent(name, payload, coalesce)
 }
 
-// ForceLeave moves a failed node to left at once (serf's force-leave).
-func (m *Mesh) ForceLeave(node string) error {
+// ForceLeave moves a failed node to left at once (serf's force-leave);
+// with prune serf also forgets it at once instead of after the reap time.
+func (m *Mesh) ForceLeave(node string, prune bool) error {
 	for _, sm := range m.serf.Members() {
 		if sm.Name == node {
+			if prune {
+				return m.serf.RemoveFailedNodePrune(node)
+			}
 			return m.serf.RemoveFailedNode(node)
 		}
 	}
 	return fmt.Errorf("no member named %q", node)
+}
+
+// QueryParams are serf's query options: only the named nodes, only nodes
+// whose tags match the regular expressions, acknowledgements, relays, and
+// the time to wait (0: serf's default for the cluster's size).
+type QueryParams = serf.QueryParam
+
+// QueryResponse streams the acks and answers of one query until its
+// deadline.
+type QueryResponse = serf.QueryResponse
+
+// Query sends a query to the cluster (serf's query); the caller reads the
+// answers from the response.
+func (m *Mesh) Query(name string, payload []byte, p QueryParams) (*QueryResponse, error) {
+	return m.query(name, payload, &p)
+}
+
+// KeyResponse is serf's summary of a cluster-wide keyring change.
+type KeyResponse = serf.KeyResponse
+
+// Keys changes or lists the gossip keyring on every member, as serf's
+// key manager does: op is install, use, remove or list. Each member
+// persists its keyring in its keyring file.
+func (m *Mesh) Keys(op, key string) (*KeyResponse, error) {
+	km := m.serf.KeyManager()
+	switch op {
+	case "install":
+		return km.InstallKey(key)
+	case "use":
+		return km.UseKey(key)
+	case "remove":
+		return km.RemoveKey(key)
+	case "list":
+		return km.ListKeys()
+	}
+	return nil, fmt.Errorf("unknown key operation %q", op)
 }
 
 // Encrypted reports whether gossip is encrypted.

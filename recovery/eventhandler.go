@@ -24,16 +24,16 @@ type EventHandler struct {
 	Script  string
 }
 
-// Filter selects events by type name ("member-join", "user", "*", ...) and,
-// for user events, optionally by event name.
+// Filter selects events by type name ("member-join", "user", "query",
+// "*", ...) and, for user events and queries, optionally by name.
 type Filter struct {
 	Event string
-	Name  string // user events only; empty matches every name
+	Name  string // user events and queries only; empty matches every name
 }
 
 // filterEvents are the accepted Filter.Event values: serf's
-// (cmd/serf/command/agent/event_handler.go:109-123) without "query", plus
-// vigil's "member-recovered".
+// (cmd/serf/command/agent/event_handler.go:109-123), plus vigil's
+// "member-recovered".
 var filterEvents = map[string]bool{
 	"member-join":      true,
 	"member-leave":     true,
@@ -42,6 +42,7 @@ var filterEvents = map[string]bool{
 	"member-reap":      true,
 	"member-recovered": true,
 	"user":             true,
+	"query":            true,
 	"*":                true,
 }
 
@@ -50,9 +51,9 @@ var filterEvents = map[string]bool{
 // on the first '='; no filter, or an empty one, means "*"; the filter is a
 // comma list of event types, "user:NAME" or "*".
 //
-// Unlike serf, which only warns, an unknown filter is an error naming it;
-// serf's "query" and "query:NAME" are refused because vigil does not run
-// handlers for queries (consensus uses them). Because the split is on the
+// Unlike serf, which only warns, an unknown filter is an error naming it.
+// A handler run for a query answers it with what it writes (stdout and
+// stderr), as serf's does. Because the split is on the
 // first '=', a script with an '=' and no filter ("./h.sh a=b") reads as the
 // filter "./h.sh a": the error then suggests writing "*=./h.sh a=b".
 func ParseEventHandler(spec string) (EventHandler, error) {
@@ -72,9 +73,10 @@ func ParseEventHandler(spec string) (EventHandler, error) {
 		if name, ok := strings.CutPrefix(ev, "user:"); ok {
 			f = Filter{Event: "user", Name: name}
 		}
+		if name, ok := strings.CutPrefix(ev, "query:"); ok {
+			f = Filter{Event: "query", Name: name}
+		}
 		switch {
-		case ev == "query" || strings.HasPrefix(ev, "query:"):
-			return EventHandler{}, fmt.Errorf("%w %q: filter %q: queries are not supported", ErrInvalidHandler, spec, ev)
 		case !filterEvents[f.Event]:
 			err := fmt.Errorf("%w %q: unknown event filter %q", ErrInvalidHandler, spec, ev)
 			if strings.ContainsAny(filter, " \t/.") {
@@ -99,7 +101,7 @@ func (h EventHandler) Matches(ev membership.Event) bool {
 		if ev.Type.String() != f.Event {
 			continue
 		}
-		if f.Event == "user" && f.Name != "" && ev.Name != f.Name {
+		if (f.Event == "user" || f.Event == "query") && f.Name != "" && ev.Name != f.Name {
 			continue
 		}
 		return true
@@ -279,10 +281,16 @@ func HandlerEnv(ev membership.Event, self membership.Member) []string {
 		for _, k := range keys {
 			env = append(env, prefix+"TAG_"+sanitizeTagKey.ReplaceAllString(strings.ToUpper(k), "_")+"="+self.Tags[k])
 		}
-		if ev.Type == membership.User {
+		switch ev.Type {
+		case membership.User:
 			env = append(env,
 				prefix+"USER_EVENT="+ev.Name,
 				prefix+"USER_LTIME="+strconv.FormatUint(ev.LTime, 10),
+			)
+		case membership.Query:
+			env = append(env,
+				prefix+"QUERY_NAME="+ev.Name,
+				prefix+"QUERY_LTIME="+strconv.FormatUint(ev.LTime, 10),
 			)
 		}
 	}
@@ -291,8 +299,8 @@ func HandlerEnv(ev membership.Event, self membership.Member) []string {
 
 // HandlerStdin returns what serf writes to a handler's stdin.
 //
-// For a user event: the payload, with a '\n' appended if it is non-empty
-// and lacks one (invoke.go:174-187).
+// For a user event or a query: the payload, with a '\n' appended if it is
+// non-empty and lacks one (invoke.go:174-187).
 //
 // For a member event, one line per member (invoke.go:134-169):
 //
@@ -304,7 +312,7 @@ func HandlerEnv(ev membership.Event, self membership.Member) []string {
 // keys are sorted. A nil address (never seen from serf) is written empty,
 // not "<nil>".
 func HandlerStdin(ev membership.Event) []byte {
-	if ev.Type == membership.User {
+	if ev.Type == membership.User || ev.Type == membership.Query {
 		p := append([]byte(nil), ev.Payload...)
 		if len(p) > 0 && p[len(p)-1] != '\n' {
 			p = append(p, '\n')

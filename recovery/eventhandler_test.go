@@ -33,6 +33,8 @@ func TestParseEventHandler(t *testing.T) {
 		{spec: "user=h", want: EventHandler{Filters: []Filter{{Event: "user"}}, Script: "h"}},
 		{spec: "user:deploy=h", want: EventHandler{Filters: []Filter{{Event: "user", Name: "deploy"}}, Script: "h"}},
 		{spec: "user:deploy,user:restart,member-join=h", want: EventHandler{Filters: []Filter{{Event: "user", Name: "deploy"}, {Event: "user", Name: "restart"}, {Event: "member-join"}}, Script: "h"}},
+		{spec: "query=h", want: EventHandler{Filters: []Filter{{Event: "query"}}, Script: "h"}},
+		{spec: "query:load,user:deploy=h", want: EventHandler{Filters: []Filter{{Event: "query", Name: "load"}, {Event: "user", Name: "deploy"}}, Script: "h"}},
 		{spec: "user:=h", want: EventHandler{Filters: []Filter{{Event: "user"}}, Script: "h"}}, // serf: empty name = every user event
 		{spec: "*=./h.sh a=b", want: EventHandler{Filters: []Filter{{Event: "*"}}, Script: "./h.sh a=b"}},
 		{spec: "member-join=./h.sh a=b", want: EventHandler{Filters: []Filter{{Event: "member-join"}}, Script: "./h.sh a=b"}},
@@ -45,8 +47,7 @@ func TestParseEventHandler(t *testing.T) {
 		{spec: "member-join,=h", wantErr: `unknown event filter ""`},
 		{spec: "member-join:x=h", wantErr: `unknown event filter "member-join:x"`},
 		{spec: "USER=h", wantErr: `unknown event filter "USER"`},
-		{spec: "query=h", wantErr: "queries are not supported"},
-		{spec: "query:load=h", wantErr: "queries are not supported"},
+		{spec: "QUERY=h", wantErr: `unknown event filter "QUERY"`},
 		{spec: "./h.sh a=b", wantErr: `unknown event filter "./h.sh a" (if the '=' belongs to the script, write "*=./h.sh a=b")`},
 	} {
 		t.Run(tc.spec, func(t *testing.T) {
@@ -71,20 +72,24 @@ func TestMatches(t *testing.T) {
 	recovered := membership.Event{Type: membership.MemberRecovered}
 	deploy := membership.Event{Type: membership.User, Name: "deploy"}
 	restart := membership.Event{Type: membership.User, Name: "restart"}
-	all := []membership.Event{join, failed, recovered, deploy, restart}
+	load := membership.Event{Type: membership.Query, Name: "load"}
+	all := []membership.Event{join, failed, recovered, deploy, restart, load}
 
 	for _, tc := range []struct {
 		spec string
 		want []bool // for all, in order
 	}{
-		{"h", []bool{true, true, true, true, true}},
-		{"*=h", []bool{true, true, true, true, true}},
-		{"member-join=h", []bool{true, false, false, false, false}},
-		{"member-failed,member-recovered=h", []bool{false, true, true, false, false}},
-		{"user=h", []bool{false, false, false, true, true}},
-		{"user:deploy=h", []bool{false, false, false, true, false}},
-		{"user:deploy,member-join=h", []bool{true, false, false, true, false}},
-		{"member-leave=h", []bool{false, false, false, false, false}},
+		{"h", []bool{true, true, true, true, true, true}},
+		{"*=h", []bool{true, true, true, true, true, true}},
+		{"member-join=h", []bool{true, false, false, false, false, false}},
+		{"member-failed,member-recovered=h", []bool{false, true, true, false, false, false}},
+		{"user=h", []bool{false, false, false, true, true, false}},
+		{"user:deploy=h", []bool{false, false, false, true, false, false}},
+		{"user:deploy,member-join=h", []bool{true, false, false, true, false, false}},
+		{"member-leave=h", []bool{false, false, false, false, false, false}},
+		{"query=h", []bool{false, false, false, false, false, true}},
+		{"query:load=h", []bool{false, false, false, false, false, true}},
+		{"query:other=h", []bool{false, false, false, false, false, false}},
 	} {
 		h, err := ParseEventHandler(tc.spec)
 		if err != nil {
@@ -135,6 +140,17 @@ func TestHandlerEnv(t *testing.T) {
 			},
 		},
 		{
+			name: "query",
+			ev:   membership.Event{Type: membership.Query, Name: "load", LTime: 9, Payload: []byte("q")},
+			self: membership.Member{Name: "n"},
+			want: []string{
+				"SERF_EVENT=query", "SERF_SELF_NAME=n", "SERF_SELF_ROLE=",
+				"SERF_QUERY_NAME=load", "SERF_QUERY_LTIME=9",
+				"VIGIL_EVENT=query", "VIGIL_SELF_NAME=n", "VIGIL_SELF_ROLE=",
+				"VIGIL_QUERY_NAME=load", "VIGIL_QUERY_LTIME=9",
+			},
+		},
+		{
 			name: "vigil's own event, non-ASCII tag key (one rune, one _)",
 			ev:   membership.Event{Type: membership.MemberRecovered},
 			self: membership.Member{Name: "n", Tags: map[string]string{"über": "1"}},
@@ -176,6 +192,7 @@ func TestHandlerStdin(t *testing.T) {
 		{name: "payload gets a newline", ev: membership.Event{Type: membership.User, Payload: []byte("hello")}, want: "hello\n"},
 		{name: "payload keeps its newline", ev: membership.Event{Type: membership.User, Payload: []byte("a\nb\n")}, want: "a\nb\n"},
 		{name: "empty payload", ev: membership.Event{Type: membership.User}, want: ""},
+		{name: "query payload", ev: membership.Event{Type: membership.Query, Payload: []byte("x")}, want: "x\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := string(HandlerStdin(tc.ev)); got != tc.want {
