@@ -49,7 +49,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Usage: "HTTP API address of the agent to talk to",
 	}
 	client := func(c *cli.Context) *agent.Client { return agent.NewClient(c.String("http-addr")) }
-	return &cli.App{
+	app := &cli.App{
 		Name:                      "vigil",
 		Usage:                     "failure detection by agreement, and recovery exactly once",
 		Version:                   agent.Version,
@@ -116,8 +116,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 				},
 			},
 			nodeCommand("force-leave", "move a failed NODE to left at once", httpAddr, func(c *cli.Context, node string) error {
-				return client(c).ForceLeave(c.Context, node)
-			}),
+				return client(c).ForceLeave(c.Context, node, c.Bool("prune"))
+			}, &cli.BoolFlag{Name: "prune", Usage: "also forget the node at once, instead of after serf's reap time"}),
 			{
 				Name:         "force-remove",
 				Usage:        "after a quorum is lost for good: remove the dead NODEs from the view without a quorum",
@@ -218,6 +218,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			},
 		},
 	}
+	app.Commands = append(app.Commands, serfCommands(httpAddr, client, stdout)...)
+	return app
 }
 
 // flagsFirst rejects a flag written after the arguments, which urfave/cli
@@ -314,13 +316,13 @@ func runAgent(c *cli.Context) error {
 }
 
 // nodeCommand is a client command that takes exactly one NODE argument.
-func nodeCommand(name, usage string, httpAddr cli.Flag, run func(c *cli.Context, node string) error) *cli.Command {
+func nodeCommand(name, usage string, httpAddr cli.Flag, run func(c *cli.Context, node string) error, extra ...cli.Flag) *cli.Command {
 	return &cli.Command{
 		Name:         name,
 		Usage:        usage,
 		ArgsUsage:    "NODE",
 		OnUsageError: usageError,
-		Flags:        []cli.Flag{httpAddr},
+		Flags:        append([]cli.Flag{httpAddr}, extra...),
 		Action: func(c *cli.Context) error {
 			if err := flagsFirst(c); err != nil {
 				return err
