@@ -15,8 +15,9 @@ build:
 run: build
 	./$(BIN) agent --node dev1 --bind 127.0.0.1:7946 --http-addr 127.0.0.1:7947 --data-dir $(DATA) --profile local --bootstrap
 
-test: testdeps lint
-	$(GO) test -race -count=1 -timeout 60m ./...
+# The serf CLI of the same module version: the tests of serf's tools run it.
+test: testdeps lint serf
+	VIGIL_SERF_BIN=$(CURDIR)/$(SERF_BIN) $(GO) test -race -count=1 -timeout 60m ./...
 
 unit:
 	$(GO) test -race -count=1 -short ./...

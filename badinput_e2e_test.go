@@ -34,6 +34,9 @@ func TestBadInputFailsClearly(t *testing.T) {
 	os.Mkdir(unreadable, 0o755)
 	fileAsDir := filepath.Join(dir, "plainfile")
 	os.WriteFile(fileAsDir, []byte("x"), 0o644)
+	badKeyring := filepath.Join(dir, "badkeyring")
+	os.Mkdir(badKeyring, 0o700)
+	os.WriteFile(filepath.Join(badKeyring, "keyring"), []byte(`["not a key"]`), 0o600)
 	corruptDir := filepath.Join(dir, "corrupt")
 	os.Mkdir(corruptDir, 0o700)
 	garbage := bytes.Repeat([]byte("not a database "), 700)
@@ -41,7 +44,7 @@ func TestBadInputFailsClearly(t *testing.T) {
 
 	free := func(i int) []string {
 		ip := c.ip(100 + i)
-		return []string{"agent", "--node", "bad", "--bind", ip, "--http-addr", ip + ":7947",
+		return []string{"agent", "--node", "bad", "--bind", ip, "--http-addr", ip + ":7947", "--rpc-addr", ip + ":7373",
 			"--data-dir", filepath.Join(dir, "data", ip), "--profile", "local"}
 	}
 	tests := []struct {
@@ -55,8 +58,11 @@ func TestBadInputFailsClearly(t *testing.T) {
 		{"bind port does not parse", []string{"agent", "--bind", "127.0.0.1:99999"}, "bad port"},
 		{"http-addr does not parse", []string{"agent", "--http-addr", "localhost"}, "--http-addr"},
 		{"join does not parse", append(free(2), "--join", "1.2.3.4:notaport"), "--join"},
-		{"gossip port in use", append(free(3)[:3], "--bind", busy.ip+":7946", "--http-addr", c.ip(103)+":7947", "--data-dir", filepath.Join(dir, "d3")), "already in use"},
-		{"http port in use", append(free(4)[:3], "--bind", c.ip(104), "--http-addr", busy.ip+":7947", "--data-dir", filepath.Join(dir, "d4")), "--http-addr " + busy.ip + ":7947 is already in use"},
+		{"gossip port in use", append(free(3)[:3], "--bind", busy.ip+":7946", "--http-addr", c.ip(103)+":7947", "--rpc-addr", c.ip(103)+":7373", "--data-dir", filepath.Join(dir, "d3")), "already in use"},
+		{"http port in use", append(free(4)[:3], "--bind", c.ip(104), "--http-addr", busy.ip+":7947", "--rpc-addr", c.ip(104)+":7373", "--data-dir", filepath.Join(dir, "d4")), "--http-addr " + busy.ip + ":7947 is already in use"},
+		{"rpc port in use", append(free(29)[:3], "--bind", c.ip(129), "--http-addr", c.ip(129)+":7947", "--rpc-addr", busy.ip+":7373", "--data-dir", filepath.Join(dir, "d29")), "--rpc-addr " + busy.ip + ":7373 is already in use"},
+		{"rpc-addr does not parse", append(free(30), "--rpc-addr", "localhost:7373"), "--rpc-addr"},
+		{"keyring file corrupt", append(free(31), "--data-dir", badKeyring), "keyring"},
 		{"data dir in use", append(free(5), "--data-dir", busy.dataDir), "in use by another agent"},
 		{"data dir not writable", append(free(6), "--data-dir", filepath.Join(fileAsDir, "sub")), "plainfile"},
 		{"data dir corrupt", append(free(7), "--data-dir", corruptDir), "corrupt"},
@@ -87,6 +93,16 @@ func TestBadInputFailsClearly(t *testing.T) {
 		{"client force-leave unknown node", []string{"force-leave", "--http-addr", busy.ip + ":7947", "ghost"}, "ghost"},
 		{"client flag after argument", []string{"join", "1.2.3.4", "--http-addr", busy.ip + ":7947"}, "put flags before the arguments"},
 		{"client event without name", []string{"event", "--http-addr", busy.ip + ":7947"}, "NAME"},
+		{"client event with vigil's name", []string{"event", "--http-addr", busy.ip + ":7947", "vigil-decision"}, "vigil's own"},
+		{"client query without name", []string{"query", "--http-addr", busy.ip + ":7947"}, "NAME"},
+		{"client query with vigil's name", []string{"query", "--http-addr", busy.ip + ":7947", "vigil-journal"}, "vigil's own"},
+		{"client query with serf's name", []string{"query", "--http-addr", busy.ip + ":7947", "_serf_install-key"}, "_serf_"},
+		{"client query bad tag filter", []string{"query", "--http-addr", busy.ip + ":7947", "--tag", "role", "q"}, "KEY=VALUE"},
+		{"client keys without an operation", []string{"keys", "--http-addr", busy.ip + ":7947"}, "exactly one of"},
+		{"client keys on an unencrypted cluster", []string{"keys", "--http-addr", busy.ip + ":7947", "--list"}, "not encrypted"},
+		{"client tags without a change", []string{"tags", "--http-addr", busy.ip + ":7947"}, "--set"},
+		{"client tags reserved", []string{"tags", "--http-addr", busy.ip + ":7947", "--set", "boot=x"}, "reserved"},
+		{"client monitor bad level", []string{"monitor", "--http-addr", busy.ip + ":7947", "--log-level", "loud"}, "--log-level"},
 	}
 	before := sha256.Sum256(garbage)
 	for _, tt := range tests {

@@ -142,7 +142,7 @@ func (c *cluster) addAt(name, ip string, wrap []string, extra ...string) *node {
 		logPath: filepath.Join(c.dir, name+".log"),
 	}
 	n.args = append([]string{"agent", "--node", name, "--bind", n.ip + ":7946",
-		"--http-addr", n.ip + ":7947", "--data-dir", n.dataDir, "--profile", "local",
+		"--http-addr", n.ip + ":7947", "--rpc-addr", n.ip + ":7373", "--data-dir", n.dataDir, "--profile", "local",
 		"--log-level", "debug"}, extra...)
 	// Tests restart agents many times a minute: rejoin damping starts at
 	// 1 s unless a test sets it (TestRejoinIsDampedPerName checks it).

@@ -281,9 +281,9 @@ func TestEnvAndConfigFilePrecedence(t *testing.T) {
 	c := newCluster(t)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "vigil.json")
-	body := fmt.Sprintf(`{"node": "from-file", "bind": "%s:7946", "http_addr": "%s:7947",
+	body := fmt.Sprintf(`{"node": "from-file", "bind": "%s:7946", "http_addr": "%s:7947", "rpc_addr": "%s:7373",
 		"data_dir": %q, "tags": {"role": "file", "zone": "z1"}, "profile": "local", "log_level": "debug"}`,
-		c.ip(1), c.ip(1), filepath.Join(dir, "data"))
+		c.ip(1), c.ip(1), c.ip(1), filepath.Join(dir, "data"))
 	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}

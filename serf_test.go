@@ -43,6 +43,13 @@ var serfBuild struct {
 // test skips when it cannot be built (no module proxy, for example).
 func serfBinary(t testing.TB) string {
 	t.Helper()
+	return findSerf(t, t.Skipf)
+}
+
+// findSerf returns the serf binary, or calls unavailable (t.Skipf or
+// t.Fatalf) when it cannot be built.
+func findSerf(t testing.TB, unavailable func(string, ...any)) string {
+	t.Helper()
 	if p := os.Getenv("VIGIL_SERF_BIN"); p != "" {
 		if _, err := os.Stat(p); err != nil {
 			t.Fatalf("VIGIL_SERF_BIN: %v", err)
@@ -51,7 +58,7 @@ func serfBinary(t testing.TB) string {
 	}
 	serfBuild.once.Do(func() { serfBuild.path, serfBuild.err = buildSerf(t) })
 	if serfBuild.err != nil {
-		t.Skipf("serf agent unavailable: %v", serfBuild.err)
+		unavailable("serf unavailable (run make serf): %v", serfBuild.err)
 	}
 	return serfBuild.path
 }
