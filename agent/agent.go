@@ -58,6 +58,9 @@ type Agent struct {
 	// stopping is closed when the loop stops; goroutines that report to
 	// the loop give up then.
 	stopping chan struct{}
+	// draining is closed as soon as the loop stops serving: API requests
+	// and streams give up then, before the shutdown waits for them.
+	draining chan struct{}
 	// spawn runs f on a goroutine the loop waits for; set by Run.
 	spawn func(f func())
 
@@ -80,7 +83,7 @@ type request struct {
 // store, starts gossip and joins the --join seeds. On error nothing is left
 // running.
 func New(cfg Config, logs *Logs) (*Agent, error) {
-	a := &Agent{cfg: cfg, log: logs.Logger, logs: logs, started: time.Now(), requests: make(chan request), stopping: make(chan struct{}), rec: newRecoveries()}
+	a := &Agent{cfg: cfg, log: logs.Logger, logs: logs, started: time.Now(), requests: make(chan request), stopping: make(chan struct{}), draining: make(chan struct{}), rec: newRecoveries()}
 	if err := a.start(); err != nil {
 		a.close()
 		return nil, err
@@ -263,6 +266,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	})
 	a.spawn(a.rpc.serve)
+	defer a.rpc.close()
 	a.log.Info().Str("node", a.cfg.NodeName).Str("boot", a.boot).
 		Str("gossip", net.JoinHostPort(a.cfg.BindIP, strconv.Itoa(a.cfg.BindPort))).
 		Str("http", a.cfg.HTTPAddr).Str("rpc", a.cfg.RPCAddr).Str("data_dir", a.cfg.DataDir).Bool("encrypted", a.mesh.Encrypted()).
@@ -368,6 +372,7 @@ loop:
 		a.startHandlers()
 	}
 
+	close(a.draining)
 	wd.send("STOPPING=1")
 	// A node that leaves the view stops acting for it at once.
 	for id, cancel := range a.rec.running {
@@ -444,7 +449,7 @@ func (a *Agent) submit(ctx context.Context, r request) error {
 	case a.requests <- r:
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-a.stopping:
+	case <-a.draining:
 		return errors.New("the agent is stopping")
 	}
 	select {

@@ -808,7 +808,7 @@ func (d *detector) onProbe(r probeResult) {
 func (d *detector) proposeFailure(name string, t *suspicion.Tracker) {
 	v := d.cn.View()
 	m, ok := v.Lookup(name)
-	if !ok {
+	if !ok || d.leaving(m) {
 		return
 	}
 	rank := 0
@@ -872,9 +872,20 @@ func (d *detector) verdict(c consensus.Change) bool {
 		u, _ := d.unreachable(c.Member)
 		return u
 	default:
+		if d.leaving(c.Member) {
+			return false // it leaves gracefully: the removal is a leave, not a failure
+		}
 		u, _ := d.unreachable(c.Member)
 		return u
 	}
+}
+
+// leaving reports whether gossip says this incarnation of m is leaving
+// or left: a member that stops answering because it leaves is removed as
+// left, not convicted of failure.
+func (d *detector) leaving(m consensus.Member) bool {
+	sm, ok := d.serfMember(m.Name)
+	return ok && sm.Tags[membership.BootTag] == m.Boot && (sm.Status == "leaving" || sm.Status == "left")
 }
 
 // unreachable is this node's evidence that a member is down, and whether

@@ -102,7 +102,7 @@ func (a *Agent) apiQuery(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	fl, _ := w.(http.Flusher)
 	enc := json.NewEncoder(w)
-	streamQuery(qr, r.Context().Done(), func(rec rpcQueryRecord) error {
+	streamQuery(qr, r.Context().Done(), a.draining, func(rec rpcQueryRecord) error {
 		if err := enc.Encode(QueryRecord{Type: rec.Type, From: rec.From, Payload: string(rec.Payload)}); err != nil {
 			return err
 		}
@@ -185,7 +185,7 @@ func (a *Agent) apiMonitor(w http.ResponseWriter, r *http.Request) {
 			}
 		case <-r.Context().Done():
 			return
-		case <-a.stopping:
+		case <-a.draining:
 			return
 		}
 	}

@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-msgpack/v2/codec"
@@ -155,8 +156,11 @@ type rpcMemberEventRecord struct {
 	Members []rpcMember
 }
 
-// rpcServer serves serf's RPC protocol on --rpc-addr. Its goroutines are
-// started with the agent's spawn and end when close is called.
+// rpcServer serves serf's RPC protocol on --rpc-addr. The accept loop is
+// one of the agent's goroutines; the connections' goroutines are its own,
+// and close ends them, waiting a bounded time (as the HTTP server's
+// Shutdown does): a join of unreachable seeds may take longer than the
+// agent should take to stop.
 type rpcServer struct {
 	a  *Agent
 	ln net.Listener
@@ -165,6 +169,27 @@ type rpcServer struct {
 	clients map[*rpcClient]struct{}
 	closed  bool
 	events  eventHub
+	// conns counts the connections' goroutines; busy the requests being
+	// handled, which close lets finish (a leave's answer) before it
+	// closes the connections.
+	conns sync.WaitGroup
+	busy  sync.WaitGroup
+}
+
+// rpcMaxStreams bounds a connection's event streams and queries in flight.
+const rpcMaxStreams = 16
+
+// rpcHandshakeTimeout is how long a new connection may take to shake
+// hands (and authenticate): idle connections do not hold the slots.
+const rpcHandshakeTimeout = 10 * time.Second
+
+// rpcCloseWait bounds how long close waits for requests and streams.
+const rpcCloseWait = 5 * time.Second
+
+// go starts f on a goroutine of the server's.
+func (s *rpcServer) goConn(f func()) {
+	s.conns.Add(1)
+	go func() { defer s.conns.Done(); f() }()
 }
 
 func newRPCHandle() *codec.MsgpackHandle {
@@ -193,6 +218,8 @@ type rpcClient struct {
 	monitorSeq uint64
 	monitor    chan struct{}
 	streams    map[uint64]chan struct{}
+	// queriesOut counts this client's queries still streaming answers.
+	queriesOut atomic.Int32
 
 	qmu     sync.Mutex
 	queries map[uint64]membership.Event
@@ -217,9 +244,17 @@ func (l *limitReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (c *rpcClient) send(h rpcResponseHeader, body any) error {
+// send writes one answer. A write that fails leaves half a message on the
+// connection: the connection is closed, so the client sees it end rather
+// than wait for the rest.
+func (c *rpcClient) send(h rpcResponseHeader, body any) (err error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	defer func() {
+		if err != nil {
+			c.conn.Close()
+		}
+	}()
 	_ = c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	if err := c.enc.Encode(&h); err != nil {
 		return err
@@ -232,16 +267,27 @@ func (c *rpcClient) send(h rpcResponseHeader, body any) error {
 	return c.w.Flush()
 }
 
-// serve accepts clients until the listener closes.
+// serve accepts clients until the listener closes. An accept error (out
+// of file descriptors, say) is waited out, as net/http does.
 func (s *rpcServer) serve() {
+	var backoff time.Duration
 	for {
 		conn, err := s.ln.Accept()
 		if err != nil {
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
-				continue
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed || errors.Is(err, net.ErrClosed) {
+				return
 			}
-			return
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.a.log.Error().Err(err).Dur("retry_in", backoff).Msg("rpc: accept failed")
+			if !pause(backoff, s.a.draining) {
+				return
+			}
+			continue
 		}
+		backoff = 0
 		h := newRPCHandle()
 		c := &rpcClient{conn: conn, w: bufio.NewWriter(conn), done: make(chan struct{}),
 			streams: map[uint64]chan struct{}{}, queries: map[uint64]membership.Event{}}
@@ -258,21 +304,44 @@ func (s *rpcServer) serve() {
 		s.clients[c] = struct{}{}
 		s.mu.Unlock()
 		s.a.log.Debug().Str("client", conn.RemoteAddr().String()).Msg("rpc: client connected")
-		s.a.spawn(func() { s.handle(c) })
+		s.goConn(func() { s.handle(c) })
 	}
 }
 
-// close stops accepting and ends every connection and stream.
+// close stops accepting, lets the requests being handled finish (a
+// leave's answer is sent after the agent left), ends every connection and
+// stream, and waits for their goroutines, each wait bounded.
 func (s *rpcServer) close() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return
 	}
 	s.closed = true
 	s.ln.Close()
+	s.mu.Unlock()
+	waitBounded(&s.busy, rpcCloseWait)
+	s.mu.Lock()
 	for c := range s.clients {
 		c.conn.Close()
+	}
+	s.mu.Unlock()
+	if !waitBounded(&s.conns, rpcCloseWait) {
+		s.a.log.Warn().Msg("rpc: requests still running at shutdown (a join of unreachable seeds?); not waiting for them")
+	}
+}
+
+// waitBounded waits for wg at most d and reports whether it finished.
+func waitBounded(wg *sync.WaitGroup, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
 	}
 }
 
@@ -284,7 +353,11 @@ func (s *rpcServer) handle(c *rpcClient) {
 		delete(s.clients, c)
 		s.mu.Unlock()
 	}()
+	_ = c.conn.SetReadDeadline(time.Now().Add(rpcHandshakeTimeout))
 	for {
+		if c.version != 0 && (s.a.cfg.RPCAuth == "" || c.authed) {
+			_ = c.conn.SetReadDeadline(time.Time{})
+		}
 		c.limit.left = rpcMaxRequest
 		var h rpcRequestHeader
 		if err := c.dec.Decode(&h); err != nil {
@@ -296,7 +369,10 @@ func (s *rpcServer) handle(c *rpcClient) {
 			}
 			return
 		}
-		if err := s.request(c, h); err != nil {
+		s.busy.Add(1)
+		err := s.request(c, h)
+		s.busy.Done()
+		if err != nil {
 			s.a.log.Warn().Err(err).Str("command", h.Command).Str("client", c.conn.RemoteAddr().String()).Msg("rpc: closing the connection")
 			return
 		}
@@ -452,9 +528,9 @@ func (s *rpcServer) request(c *rpcClient, h rpcRequestHeader) error {
 			return err
 		}
 		seq := h.Seq
-		s.a.spawn(func() {
+		s.goConn(func() {
 			defer s.a.logs.unsubscribe(sub)
-			pump(sub.lines, stop, c.done, func(line string) error {
+			pump(sub.lines, stop, c.done, s.a.draining, func(line string) error {
 				return c.send(rpcResponseHeader{Seq: seq}, rpcLogRecord{Log: line})
 			})
 		})
@@ -472,6 +548,9 @@ func (s *rpcServer) request(c *rpcClient, h rpcRequestHeader) error {
 		if _, dup := c.streams[h.Seq]; dup {
 			return c.send(fail(rpcStreamExists), nil)
 		}
+		if len(c.streams) >= rpcMaxStreams {
+			return c.send(fail(fmt.Sprintf("at most %d event streams per connection", rpcMaxStreams)), nil)
+		}
 		stop := make(chan struct{})
 		c.streams[h.Seq] = stop
 		if err := c.send(ok, nil); err != nil {
@@ -479,13 +558,13 @@ func (s *rpcServer) request(c *rpcClient, h rpcRequestHeader) error {
 		}
 		sub := s.events.subscribe(fs)
 		seq := h.Seq
-		s.a.spawn(func() {
+		s.goConn(func() {
 			defer func() {
 				if n := s.events.unsubscribe(sub); n > 0 {
 					s.a.log.Warn().Int("dropped", n).Msg("rpc: the client read the event stream too slowly; events were dropped")
 				}
 			}()
-			pump(sub.events, stop, c.done, func(ev membership.Event) error {
+			pump(sub.events, stop, c.done, s.a.draining, func(ev membership.Event) error {
 				return c.send(rpcResponseHeader{Seq: seq}, c.eventRecord(ev))
 			})
 		})
@@ -511,6 +590,9 @@ func (s *rpcServer) request(c *rpcClient, h rpcRequestHeader) error {
 		if err := c.decode(&req); err != nil {
 			return err
 		}
+		if c.queriesOut.Load() >= rpcMaxStreams {
+			return c.send(fail(fmt.Sprintf("at most %d queries in flight per connection", rpcMaxStreams)), nil)
+		}
 		qr, err := s.a.query(req.Name, req.Payload, membership.QueryParams{
 			FilterNodes: req.FilterNodes, FilterTags: req.FilterTags, RequestAck: req.RequestAck,
 			RelayFactor: req.RelayFactor, Timeout: req.Timeout,
@@ -519,8 +601,10 @@ func (s *rpcServer) request(c *rpcClient, h rpcRequestHeader) error {
 			return err
 		}
 		seq := h.Seq
-		s.a.spawn(func() {
-			streamQuery(qr, c.done, func(r rpcQueryRecord) error { return c.send(rpcResponseHeader{Seq: seq}, r) })
+		c.queriesOut.Add(1)
+		s.goConn(func() {
+			defer c.queriesOut.Add(-1)
+			streamQuery(qr, c.done, s.a.draining, func(r rpcQueryRecord) error { return c.send(rpcResponseHeader{Seq: seq}, r) })
 		})
 		return nil
 
@@ -562,9 +646,9 @@ func (s *rpcServer) request(c *rpcClient, h rpcRequestHeader) error {
 	return fmt.Errorf("unknown command %q", h.Command)
 }
 
-// pump sends what comes on ch until stop or gone is closed or a send
-// fails.
-func pump[T any](ch <-chan T, stop, gone <-chan struct{}, send func(T) error) {
+// pump sends what comes on ch until stop, gone or draining is closed or a
+// send fails.
+func pump[T any](ch <-chan T, stop, gone, draining <-chan struct{}, send func(T) error) {
 	for {
 		select {
 		case v := <-ch:
@@ -575,13 +659,15 @@ func pump[T any](ch <-chan T, stop, gone <-chan struct{}, send func(T) error) {
 			return
 		case <-gone:
 			return
+		case <-draining:
+			return
 		}
 	}
 }
 
 // streamQuery sends each ack and answer of a query as it comes, then
 // "done" at its deadline, as serf's query response stream does.
-func streamQuery(qr *membership.QueryResponse, gone <-chan struct{}, send func(rpcQueryRecord) error) {
+func streamQuery(qr *membership.QueryResponse, gone, draining <-chan struct{}, send func(rpcQueryRecord) error) {
 	acks, answers := qr.AckCh(), qr.ResponseCh()
 	deadline := time.NewTimer(time.Until(qr.Deadline()))
 	defer deadline.Stop()
@@ -607,6 +693,8 @@ func streamQuery(qr *membership.QueryResponse, gone <-chan struct{}, send func(r
 			_ = send(rpcQueryRecord{Type: "done"})
 			return
 		case <-gone:
+			return
+		case <-draining:
 			return
 		}
 	}
@@ -742,22 +830,23 @@ next:
 func (a *Agent) stats(ctx context.Context) (map[string]map[string]string, error) {
 	var epoch uint64
 	var counts map[string]int
+	handlers := map[string]string{}
 	if err := a.inLoop(ctx, func() {
 		epoch = a.det.cn.Epoch()
 		counts = map[string]int{}
 		for _, m := range a.det.members() {
 			counts[m.Status]++
 		}
+		// The loop's: a reload changes them.
+		for _, h := range a.cfg.EventHandlers {
+			for _, f := range h.Filters {
+				handlers[f.Event+":"+f.Name] = h.Script
+			}
+		}
 	}); err != nil {
 		return nil, err
 	}
 	local := a.mesh.Local()
-	handlers := map[string]string{}
-	for _, h := range a.cfg.EventHandlers {
-		for _, f := range h.Filters {
-			handlers[f.Event+":"+f.Name] = h.Script
-		}
-	}
 	v := map[string]string{
 		"epoch": strconv.FormatUint(epoch, 10), "cluster": a.clusterID(), "boot": local.Tags[membership.BootTag],
 		"version": Version, "quorum": a.cfg.Quorum, "council_size": strconv.Itoa(a.cfg.CouncilSize),

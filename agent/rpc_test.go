@@ -142,6 +142,21 @@ func TestRPCProtocolErrors(t *testing.T) {
 			t.Fatalf("get-coordinate body: %+v %v", co, err)
 		}
 	}
+	// Streams are bounded per connection; serf's empty filter is "*".
+	for i := 0; i < rpcMaxStreams; i++ {
+		if h := c.call("stream", uint64(100+i), rpcStream{Type: ""}); h.Error != "" {
+			t.Fatalf("stream %d: %q", i, h.Error)
+		}
+	}
+	if h := c.call("stream", 200, rpcStream{Type: "*"}); !strings.Contains(h.Error, "at most") {
+		t.Fatalf("one stream too many: %q", h.Error)
+	}
+	if h := c.call("stop", 201, rpcStop{Stop: 100}); h.Error != "" {
+		t.Fatalf("stop: %q", h.Error)
+	}
+	if h := c.call("stream", 202, rpcStream{Type: "user"}); h.Error != "" {
+		t.Fatalf("a stream after a stop: %q", h.Error)
+	}
 	if h := c.call("frobnicate", 12, nil); h.Error != rpcUnsupportedCommand {
 		t.Fatalf("unknown command: %q", h.Error)
 	}

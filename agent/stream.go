@@ -23,6 +23,9 @@ var streamEvents = map[string]bool{
 // parseStreamFilter reads serf's comma list of filters; ok is false if one
 // of them names no event type (serf's "Invalid event filter").
 func parseStreamFilter(s string) (fs []streamFilter, ok bool) {
+	if s == "" {
+		s = "*" // serf's default
+	}
 	for _, part := range strings.Split(s, ",") {
 		part = strings.TrimSpace(part)
 		f := streamFilter{event: part}

@@ -529,16 +529,23 @@ type KeyResponse = serf.KeyResponse
 // key manager does: op is install, use, remove or list. Each member
 // persists its keyring in its keyring file.
 func (m *Mesh) Keys(op, key string) (*KeyResponse, error) {
+	// The key manager starts serf queries of its own: one query at a
+	// time (see query).
+	m.queryMu.Lock()
+	defer m.queryMu.Unlock()
 	km := m.serf.KeyManager()
+	// Each answer is relayed by two more members: one lost datagram does
+	// not make a member look failed.
+	opts := &serf.KeyRequestOptions{RelayFactor: 2}
 	switch op {
 	case "install":
-		return km.InstallKey(key)
+		return km.InstallKeyWithOptions(key, opts)
 	case "use":
-		return km.UseKey(key)
+		return km.UseKeyWithOptions(key, opts)
 	case "remove":
-		return km.RemoveKey(key)
+		return km.RemoveKeyWithOptions(key, opts)
 	case "list":
-		return km.ListKeys()
+		return km.ListKeysWithOptions(opts)
 	}
 	return nil, fmt.Errorf("unknown key operation %q", op)
 }
