@@ -63,6 +63,8 @@ func TestBadInputFailsClearly(t *testing.T) {
 		{"rpc port in use", append(free(29)[:3], "--bind", c.ip(129), "--http-addr", c.ip(129)+":7947", "--rpc-addr", busy.ip+":7373", "--data-dir", filepath.Join(dir, "d29")), "--rpc-addr " + busy.ip + ":7373 is already in use"},
 		{"rpc-addr does not parse", append(free(30), "--rpc-addr", "localhost:7373"), "--rpc-addr"},
 		{"keyring file corrupt", append(free(31), "--data-dir", badKeyring), "keyring"},
+		{"tls cert without key", append(free(32), "--http-tls-cert", notExec), "give both or neither"},
+		{"tls cert not a certificate", append(free(33), "--http-tls-cert", notExec, "--http-tls-key", notExec), "--http-tls-cert"},
 		{"data dir in use", append(free(5), "--data-dir", busy.dataDir), "in use by another agent"},
 		{"data dir not writable", append(free(6), "--data-dir", filepath.Join(fileAsDir, "sub")), "plainfile"},
 		{"data dir corrupt", append(free(7), "--data-dir", corruptDir), "corrupt"},
@@ -102,6 +104,7 @@ func TestBadInputFailsClearly(t *testing.T) {
 		{"client keys on an unencrypted cluster", []string{"keys", "--http-addr", busy.ip + ":7947", "--list"}, "not encrypted"},
 		{"client tags without a change", []string{"tags", "--http-addr", busy.ip + ":7947"}, "--set"},
 		{"client tags reserved", []string{"tags", "--http-addr", busy.ip + ":7947", "--set", "boot=x"}, "reserved"},
+		{"client ca cert missing", []string{"members", "--http-addr", busy.ip + ":7947", "--http-ca-cert", "/no/such/ca.pem"}, "--http-ca-cert"},
 		{"client monitor bad level", []string{"monitor", "--http-addr", busy.ip + ":7947", "--log-level", "loud"}, "--log-level"},
 	}
 	before := sha256.Sum256(garbage)

@@ -46,9 +46,27 @@ func usageError(_ *cli.Context, err error, _ bool) error { return err }
 func newApp(stdout, stderr io.Writer) *cli.App {
 	httpAddr := &cli.StringFlag{
 		Name: "http-addr", Value: "127.0.0.1:7947", EnvVars: []string{"VIGIL_HTTP_ADDR"},
-		Usage: "HTTP API address of the agent to talk to",
+		Usage: "HTTP API address of the agent to talk to, IP:PORT (https://IP:PORT for an API with TLS)",
 	}
-	client := func(c *cli.Context) *agent.Client { return agent.NewClient(c.String("http-addr")) }
+	httpToken := &cli.StringFlag{
+		Name: "http-token", EnvVars: []string{"VIGIL_HTTP_TOKEN"},
+		Usage: "the agent's --http-token, for calls that change something",
+	}
+	httpCA := &cli.StringFlag{
+		Name: "http-ca-cert", EnvVars: []string{"VIGIL_HTTP_CA_CERT"},
+		Usage: "PEM file of the CA of the agent's HTTPS certificate (or write --http-addr https://IP:PORT to use the system's)",
+	}
+	makeClient := func(c *cli.Context) (*agent.Client, error) {
+		return agent.NewClientWith(c.String("http-addr"), agent.ClientOptions{Token: c.String("http-token"), CACert: c.String("http-ca-cert")})
+	}
+	// Each client command checks its flags in Before, so client cannot fail.
+	client := func(c *cli.Context) *agent.Client {
+		cl, err := makeClient(c)
+		if err != nil {
+			panic(err) // unreachable: Before returned err
+		}
+		return cl
+	}
 	app := &cli.App{
 		Name:                      "vigil",
 		Usage:                     "failure detection by agreement, and recovery exactly once",
@@ -219,6 +237,19 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		},
 	}
 	app.Commands = append(app.Commands, serfCommands(httpAddr, client, stdout)...)
+	app.Commands = append(app.Commands, docCommands(stdout)...)
+	// Every client command (those with --http-addr) also takes the token
+	// and the CA of the agent's API.
+	for _, cmd := range app.Commands {
+		for _, f := range cmd.Flags {
+			if f == cli.Flag(httpAddr) {
+				cmd.Flags = append(cmd.Flags, httpToken, httpCA)
+				cmd.Before = func(c *cli.Context) error { _, err := makeClient(c); return err }
+				break
+			}
+		}
+	}
+	app.EnableBashCompletion = true
 	return app
 }
 
@@ -283,26 +314,64 @@ func runAgent(c *cli.Context) error {
 			flags[s.Name] = []string{c.String(s.Name)}
 		}
 	}
+	// SIGHUP reloads the log level and the handlers, as serf's agent does;
+	// caught from here on, so that an early one does not kill the agent.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	path := c.String(agent.ConfigFileSetting)
 	if path == "" {
 		path = os.Getenv("VIGIL_CONFIG_FILE")
 	}
-	var file []byte
-	if path != "" {
-		var err error
-		if file, err = os.ReadFile(path); err != nil {
-			return fmt.Errorf("config file: %v", err)
+	// load reads the environment and the config file again: at start and
+	// on every SIGHUP.
+	load := func() (agent.Config, error) {
+		var file []byte
+		if path != "" {
+			var err error
+			if file, err = os.ReadFile(path); err != nil {
+				return agent.Config{}, fmt.Errorf("config file: %v", err)
+			}
 		}
+		return agent.Resolve(flags, os.LookupEnv, file)
 	}
-	cfg, err := agent.Resolve(flags, os.LookupEnv, file)
+	cfg, err := load()
 	if err != nil {
 		return err
 	}
-	log := agent.NewLogger(c.App.ErrWriter, cfg.LogLevel, cfg.LogFormat)
-	a, err := agent.New(cfg, log)
+	logs := agent.NewLogger(c.App.ErrWriter, cfg.LogLevel, cfg.LogFormat)
+	a, err := agent.New(cfg, logs)
 	if err != nil {
 		return err
 	}
+	go func() {
+		for {
+			select {
+			case <-hup:
+			case <-c.Context.Done():
+				return
+			}
+			log := logs.Logger
+			next, err := load()
+			if err != nil {
+				log.Error().Err(err).Msg("SIGHUP: the configuration is invalid; nothing reloaded")
+				continue
+			}
+			changed, restart, err := a.Reload(c.Context, next)
+			if err != nil {
+				log.Error().Err(err).Msg("SIGHUP: reload failed")
+				continue
+			}
+			e := log.Info()
+			if len(restart) > 0 {
+				e = log.Warn().Strs("needs_restart", restart)
+			}
+			if len(changed) == 0 {
+				changed = []string{"nothing"}
+			}
+			e.Strs("changed", changed).Msg("SIGHUP: configuration reloaded")
+		}
+	}()
 	// A second signal while leaving stops at once, as serf's agent does.
 	go func() {
 		<-c.Context.Done()

@@ -123,7 +123,7 @@ func serfCommands(httpAddr cli.Flag, client func(*cli.Context) *agent.Client, st
 					fmt.Fprintf(stdout, "  %s: %s\n", node, msg)
 				}
 				if err != nil {
-					return fmt.Errorf("keys --%s: %d of %d members failed: %v", op, resp.NumErr, resp.NumNodes, err)
+					return fmt.Errorf("keys --%s: %v (%d members, %d answered, %d failed; run it again once they answer)", op, err, resp.NumNodes, resp.NumResp, resp.NumErr)
 				}
 				if op == "list" {
 					fmt.Fprintf(stdout, "Keys installed on %d members:\n", resp.NumNodes)
@@ -205,4 +205,76 @@ func keyValues(flag string, items []string) (map[string]string, error) {
 		out[k] = v
 	}
 	return out, nil
+}
+
+// bashCompletion and zshCompletion ask the binary itself for the
+// candidates (urfave/cli's --generate-bash-completion), so they follow the
+// CLI definition of the vigil they run.
+const bashCompletion = `# vigil bash completion: source it, or put it in /etc/bash_completion.d/vigil
+_vigil_complete() {
+  local cur opts
+  COMPREPLY=()
+  cur="${COMP_WORDS[COMP_CWORD]}"
+  if [[ "$cur" == "-"* ]]; then
+    opts=$("${COMP_WORDS[@]:0:$COMP_CWORD}" "$cur" --generate-bash-completion 2>/dev/null)
+  else
+    opts=$("${COMP_WORDS[@]:0:$COMP_CWORD}" --generate-bash-completion 2>/dev/null)
+  fi
+  COMPREPLY=($(compgen -W "$opts" -- "$cur"))
+  return 0
+}
+complete -o bashdefault -o default -F _vigil_complete vigil
+`
+
+const zshCompletion = `#compdef vigil
+# vigil zsh completion: put it on $fpath as _vigil
+_vigil() {
+  local -a opts
+  local cur=${words[-1]}
+  if [[ "$cur" == "-"* ]]; then
+    opts=("${(@f)$(${words[@]:0:#words[@]-1} "$cur" --generate-bash-completion 2>/dev/null)}")
+  else
+    opts=("${(@f)$(${words[@]:0:#words[@]-1} --generate-bash-completion 2>/dev/null)}")
+  fi
+  _describe 'values' opts
+}
+compdef _vigil vigil
+`
+
+// docCommands are `vigil completion` and `vigil man`.
+func docCommands(stdout io.Writer) []*cli.Command {
+	return []*cli.Command{
+		{
+			Name:         "completion",
+			Usage:        "print the shell completion script for bash or zsh",
+			ArgsUsage:    "bash|zsh",
+			OnUsageError: usageError,
+			Action: func(c *cli.Context) error {
+				switch c.Args().First() {
+				case "bash":
+					_, err := io.WriteString(stdout, bashCompletion)
+					return err
+				case "zsh":
+					_, err := io.WriteString(stdout, zshCompletion)
+					return err
+				}
+				return errors.New("completion: give bash or zsh")
+			},
+		},
+		{
+			Name:  "man",
+			Usage: "print vigil's man page (roff), made from the CLI definition: vigil man > vigil.1",
+			Action: func(c *cli.Context) error {
+				if err := noArgs(c); err != nil {
+					return err
+				}
+				page, err := c.App.ToMan()
+				if err != nil {
+					return err
+				}
+				_, err = io.WriteString(stdout, page)
+				return err
+			},
+		},
+	}
 }

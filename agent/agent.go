@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -42,6 +43,7 @@ type Agent struct {
 	http    *http.Server
 	httpLn  net.Listener
 	rpc     *rpcServer
+	metrics *metrics
 	boot    string
 	started time.Time
 	det     *detector
@@ -49,6 +51,9 @@ type Agent struct {
 	// cluster holds the cluster id ("" until this agent belongs to one);
 	// serf's merge delegate reads it from serf's goroutines.
 	cluster atomic.Pointer[string]
+	// startTags are the --tag tags the agent started with; a reload
+	// compares the file's with them, not with tags changed at run time.
+	startTags map[string]string
 	// bootstrapping: --bootstrap on a data dir with no cluster.
 	bootstrapping bool
 	// fatalErr is set by fatal: the loop stops with it.
@@ -83,7 +88,7 @@ type request struct {
 // store, starts gossip and joins the --join seeds. On error nothing is left
 // running.
 func New(cfg Config, logs *Logs) (*Agent, error) {
-	a := &Agent{cfg: cfg, log: logs.Logger, logs: logs, started: time.Now(), requests: make(chan request), stopping: make(chan struct{}), draining: make(chan struct{}), rec: newRecoveries()}
+	a := &Agent{cfg: cfg, startTags: cfg.Tags, log: logs.Logger, logs: logs, started: time.Now(), requests: make(chan request), stopping: make(chan struct{}), draining: make(chan struct{}), rec: newRecoveries(), metrics: newMetrics()}
 	if err := a.start(); err != nil {
 		a.close()
 		return nil, err
@@ -134,6 +139,10 @@ func (a *Agent) start() (err error) {
 	if ignored {
 		log.Warn().Str("keyring", keyring).Msg("--encrypt is not in the keyring of the data dir (the keys were rotated since): using the keyring")
 	}
+	a.metrics.reg.MustRegister(stateCollector{a})
+	if err := bridgeGossip(a.metrics.reg); err != nil {
+		log.Warn().Err(err).Msg("memberlist's and serf's metrics are not bridged to /metrics")
+	}
 	tags := a.ownTags()
 	a.mesh, err = membership.Start(membership.Config{
 		NodeName:      cfg.NodeName,
@@ -166,6 +175,14 @@ func (a *Agent) start() (err error) {
 		log.Info().Int("answered", n).Strs("seeds", cfg.Join).Msg("joined the cluster")
 	}
 	a.http = &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second}
+	if cfg.HTTPTLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.HTTPTLSCert, cfg.HTTPTLSKey)
+		if err != nil {
+			return fmt.Errorf("--http-tls-cert/--http-tls-key: %v", err)
+		}
+		a.http.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		a.httpLn = tls.NewListener(a.httpLn, a.http.TLSConfig)
+	}
 	return nil
 }
 
@@ -573,6 +590,11 @@ func (a *Agent) answerQuery(d handlerDone) {
 }
 
 func (a *Agent) logHandler(d handlerDone) {
+	kind := "event"
+	if d.job.ev.Type == membership.Query {
+		kind = "query"
+	}
+	a.metrics.handlerTime.WithLabelValues(kind).Observe(d.res.Duration.Seconds())
 	e := a.log.Info()
 	if d.res.Err != nil || d.res.ExitCode != 0 {
 		e = a.log.Warn()

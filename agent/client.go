@@ -3,6 +3,8 @@ package agent
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +12,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/vigil-project/vigil/recovery"
@@ -20,11 +24,61 @@ type Client struct {
 	// Addr is the agent's --http-addr, IP:PORT.
 	Addr string
 	HTTP *http.Client
+	// Token is sent as 'Authorization: Bearer Token' when set.
+	Token string
+	// scheme is http or https.
+	scheme string
 }
 
 // NewClient returns a client of the agent at addr.
 func NewClient(addr string) *Client {
-	return &Client{Addr: addr, HTTP: &http.Client{Timeout: 60 * time.Second}}
+	return &Client{Addr: addr, HTTP: &http.Client{Timeout: 60 * time.Second}, scheme: "http"}
+}
+
+// ClientOptions are how to reach an agent whose API has a token or TLS.
+type ClientOptions struct {
+	Token string
+	// CACert is a PEM file of the CA that signed the agent's certificate
+	// (empty: the system's roots). With it, or with an address written
+	// https://IP:PORT, the client speaks HTTPS.
+	CACert string
+}
+
+// NewClientWith returns a client of the agent at addr ("IP:PORT" or
+// "https://IP:PORT") with a token and TLS settings.
+func NewClientWith(addr string, o ClientOptions) (*Client, error) {
+	c := NewClient(addr)
+	c.Token = o.Token
+	if rest, ok := strings.CutPrefix(addr, "https://"); ok {
+		c.Addr, c.scheme = rest, "https"
+	} else if rest, ok := strings.CutPrefix(addr, "http://"); ok {
+		c.Addr = rest
+	}
+	if o.CACert != "" {
+		pem, err := os.ReadFile(o.CACert)
+		if err != nil {
+			return nil, fmt.Errorf("--http-ca-cert: %v", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--http-ca-cert %s: no PEM certificate in it", o.CACert)
+		}
+		c.scheme = "https"
+		c.HTTP.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	}
+	return c, nil
+}
+
+// newRequest makes a request to the agent with the token.
+func (c *Client) newRequest(ctx context.Context, method, path string, body io.Reader) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.scheme+"://"+c.Addr+path, body)
+	if err != nil {
+		return nil, fmt.Errorf("--http-addr %q: %v", c.Addr, err)
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	return req, nil
 }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
@@ -36,9 +90,9 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+c.Addr+path, body)
+	req, err := c.newRequest(ctx, method, path, body)
 	if err != nil {
-		return fmt.Errorf("--http-addr %q: %v", c.Addr, err)
+		return err
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -60,6 +61,9 @@ func Settings() []Setting {
 		{Name: "bootstrap-expect", Key: "bootstrap_expect", Kind: KindInt, Default: "0", Usage: "create a new cluster once this many agents without one see each other (give the same N to each); 0: off"},
 		{Name: "data-dir", Key: "data_dir", Default: "./vigil-data", Usage: "directory of the agent's durable state (created if missing)"},
 		{Name: "http-addr", Key: "http_addr", Default: "127.0.0.1:7947", Usage: "address of the HTTP API, IP:PORT"},
+		{Name: "http-token", Key: "http_token", Usage: "token the HTTP API's mutating calls (and /v1/monitor, /debug/) need, as 'Authorization: Bearer TOKEN'; empty: none"},
+		{Name: "http-tls-cert", Key: "http_tls_cert", Usage: "PEM certificate (chain) of the HTTP API: serve HTTPS; with --http-tls-key"},
+		{Name: "http-tls-key", Key: "http_tls_key", Usage: "PEM private key of --http-tls-cert"},
 		{Name: "rpc-addr", Key: "rpc_addr", Default: "127.0.0.1:7373", Usage: "address of serf's RPC protocol, for serf's CLI and client libraries, IP:PORT"},
 		{Name: "rpc-auth", Key: "rpc_auth", Usage: "token RPC clients must give (serf's -rpc-auth); empty: none"},
 		{Name: "tag", Key: "tags", Kind: KindMap, Sep: ",", Usage: "tag KEY=VALUE published to the cluster; repeatable"},
@@ -101,12 +105,16 @@ type Config struct {
 	RetryMax      int           // attempts; 0 = forever
 	DataDir       string
 	HTTPAddr      string // IP:PORT
-	RPCAddr       string // IP:PORT of serf's RPC protocol
-	RPCAuth       string // token of the RPC protocol, or empty
-	Tags          map[string]string
-	EncryptKey    []byte // nil, or 16, 24 or 32 bytes
-	Profile       string
-	Quorum        string
+	// HTTPToken, if set, is needed by the API's mutating calls.
+	HTTPToken string
+	// HTTPTLSCert and HTTPTLSKey, both set or neither, make the API HTTPS.
+	HTTPTLSCert, HTTPTLSKey string
+	RPCAddr                 string // IP:PORT of serf's RPC protocol
+	RPCAuth                 string // token of the RPC protocol, or empty
+	Tags                    map[string]string
+	EncryptKey              []byte // nil, or 16, 24 or 32 bytes
+	Profile                 string
+	Quorum                  string
 	// CouncilSize is how many members accept view changes when the view
 	// is larger (consensus.Config.CouncilSize); 0 is every member.
 	CouncilSize int
@@ -315,6 +323,16 @@ func build(v Values) (Config, error) {
 	}
 	c.RPCAddr = net.JoinHostPort(ip, strconv.Itoa(port))
 	c.RPCAuth = one(v, "rpc-auth")
+	c.HTTPToken = one(v, "http-token")
+	c.HTTPTLSCert, c.HTTPTLSKey = one(v, "http-tls-cert"), one(v, "http-tls-key")
+	if (c.HTTPTLSCert == "") != (c.HTTPTLSKey == "") {
+		return c, errors.New("--http-tls-cert and --http-tls-key: give both or neither")
+	}
+	if c.HTTPTLSCert != "" {
+		if _, err := tls.LoadX509KeyPair(c.HTTPTLSCert, c.HTTPTLSKey); err != nil {
+			return c, fmt.Errorf("--http-tls-cert/--http-tls-key: %v", err)
+		}
+	}
 	c.Tags = map[string]string{}
 	for _, kv := range v["tag"] {
 		k, val, ok := strings.Cut(kv, "=")

@@ -748,6 +748,7 @@ func (d *detector) onProbe(r probeResult) {
 	if p.leaseOnly {
 		return
 	}
+	d.a.metrics.observeProbe(r.peer, r)
 	sm := scoring.Sample{RTT: r.rtt, Miss: r.miss}
 	if !p.lastReply.IsZero() {
 		// The gap is measured on the calm cadence: bursts to a doubted peer
@@ -795,6 +796,7 @@ func (d *detector) onProbe(r probeResult) {
 		Miss: r.miss, RTT: r.rtt, Timeout: r.timeout, PFail: res.PFail, Threshold: thr,
 	})
 	if tr.Changed() {
+		d.a.metrics.transitions.WithLabelValues(tr.To.String()).Inc()
 		d.a.log.Info().Str("peer", r.peer).Str("from", tr.From.String()).Str("to", tr.To.String()).
 			Str("reason", string(tr.Reason)).Float64("pfail", res.PFail).Msg("peer suspicion changed")
 	}
@@ -841,6 +843,7 @@ func (d *detector) propose(c consensus.Change) bool {
 	err := d.cn.Propose(c)
 	switch {
 	case err == nil:
+		d.a.metrics.proposed(c)
 		d.a.log.Info().Str("change", c.String()).Uint64("epoch", d.cn.Epoch()).Msg("proposing a view change")
 	case errors.Is(err, consensus.ErrInFlight), errors.Is(err, consensus.ErrNotMember):
 		return false
@@ -1080,6 +1083,7 @@ func (d *detector) apply(dec consensus.Decision) {
 	view := d.cn.View()
 	d.noteStatus(dec)
 	d.pendingDone(c.Member)
+	d.a.metrics.decided(dec)
 	d.a.log.Info().Uint64("epoch", dec.Epoch+1).Str("change", c.String()).Str("id", dec.ID()).Msg("view change decided")
 	if c.Evidence.Proposer == d.self() {
 		if b, err := consensus.EncodeDecision(dec); err == nil {
@@ -1120,6 +1124,7 @@ func (d *detector) apply(dec consensus.Decision) {
 		}
 		d.a.onMemberRemoved(c.Member.Name, view)
 		d.sus.Remove(c.Member.Name)
+		d.a.metrics.forgetPeer(c.Member.Name)
 		delete(d.scorers, c.Member.Name)
 		delete(d.verdicts, c.Member.Name)
 		if c.Member.Name == d.self() && c.Member.Boot == d.a.boot && c.Reason == consensus.Failed {

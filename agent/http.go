@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -111,6 +112,7 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("POST /v1/keys", a.apiKeys)
 	mux.HandleFunc("POST /v1/tags", a.apiTags)
 	mux.HandleFunc("GET /v1/monitor", a.apiMonitor)
+	mux.Handle("GET /metrics", a.metricsHandler())
 	if a.cfg.EnableDebug {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -121,7 +123,27 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
-	return mux
+	return a.guard(mux)
+}
+
+// guard asks for --http-token on the calls that change something, and on
+// the log stream and the profiler: 'Authorization: Bearer TOKEN',
+// compared in constant time.
+func (a *Agent) guard(next http.Handler) http.Handler {
+	if a.cfg.HTTPToken == "" {
+		return next
+	}
+	want := []byte("Bearer " + a.cfg.HTTPToken)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		guarded := r.Method != http.MethodGet && r.Method != http.MethodHead ||
+			r.URL.Path == "/v1/monitor" || strings.HasPrefix(r.URL.Path, "/debug/")
+		if guarded && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			a.log.Warn().Str("path", r.URL.Path).Str("from", r.RemoteAddr).Msg("http: a call without the right --http-token")
+			writeError(w, http.StatusForbidden, errors.New("this call needs the agent's --http-token (give it with --http-token or VIGIL_HTTP_TOKEN)"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -242,9 +242,9 @@ func (c *Client) stream(ctx context.Context, method, path string, in any, each f
 		}
 		body = strings.NewReader(string(b))
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+c.Addr+path, body)
+	req, err := c.newRequest(ctx, method, path, body)
 	if err != nil {
-		return fmt.Errorf("--http-addr %q: %v", c.Addr, err)
+		return err
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")

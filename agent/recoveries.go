@@ -395,6 +395,7 @@ func (a *Agent) onRecoveryReport(r recoveryReport) {
 		a.log.Info().Str("id", j.ID).Str("node", j.Node).Int("attempt", r.n).Msg("recovery handler started")
 	} else {
 		j.Ended(r.n, a.cfg.NodeName, r.res, r.final, now)
+		a.metrics.recoveryRun(r.res, r.res.Err == nil && r.res.ExitCode == 0)
 		ann.Exit, ann.TimedOut, ann.Final = r.res.ExitCode, r.res.TimedOut, r.final
 		name = recovery.EventDone
 		if j.State != recovery.Succeeded {
@@ -533,6 +534,7 @@ func (a *Agent) stopRecoveries() {
 // fence stops every recovery this node runs (it is no longer a member, so
 // its epoch is stale) and runs the fence handler.
 func (a *Agent) fence(reason string, epoch uint64) {
+	a.metrics.fences.WithLabelValues(reason).Inc()
 	a.stopRecoveries()
 	if a.cfg.FenceHandler == "" {
 		return
@@ -541,6 +543,7 @@ func (a *Agent) fence(reason string, epoch uint64) {
 	a.log.Warn().Str("reason", reason).Uint64("epoch", epoch).Msg("running the fence handler")
 	a.spawn(func() {
 		res := recovery.Run(a.hctx, cmd)
+		a.metrics.handlerTime.WithLabelValues("fence").Observe(res.Duration.Seconds())
 		a.log.Info().Str("reason", reason).Int("exit", res.ExitCode).Bool("timed_out", res.TimedOut).
 			AnErr("error", res.Err).Str("output", string(res.Output)).Msg("fence handler ended")
 	})
