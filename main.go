@@ -18,6 +18,7 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -203,13 +204,20 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			},
 			listCommand("views", "show the agreed view and the log of decided view changes", httpAddr, stdout,
 				func(c *cli.Context) (agent.Views, error) { return client(c).Views(c.Context) }, printViews),
-			nodeCommand("why", "explain a node's status: observers, samples, scores, verdicts, ballot, epoch", httpAddr, func(c *cli.Context, node string) error {
+			nodeCommand("why", "explain a node's status: the evidence of each decision about it, observers, samples, scores, verdict, ballot, epoch", httpAddr, func(c *cli.Context, node string) error {
+				format := c.String("format")
+				if format != "text" && format != "json" {
+					return fmt.Errorf("--format %q: want text or json", format)
+				}
 				w, err := client(c).Why(c.Context, node)
 				if err != nil {
 					return err
 				}
-				return printJSON(stdout, w)
-			}),
+				if format == "json" {
+					return printJSON(stdout, w)
+				}
+				return printWhy(stdout, w)
+			}, &cli.StringFlag{Name: "format", Value: "text", Usage: "text or json"}),
 			listCommand("scores", "the peers this agent probes, with their scores as it sees them", httpAddr, stdout,
 				func(c *cli.Context) ([]agent.Score, error) { return client(c).Scores(c.Context) }, printScores),
 			listCommand("recoveries", "the recovery journal: every confirmed failure, its executor, attempts and state", httpAddr, stdout,
@@ -444,6 +452,62 @@ func printViews(w io.Writer, v agent.Views) error {
 		fmt.Fprintf(tw, "%d\t%s\t%s@%s\t%s\t%s\t%s\t%d\t%s\n", e.Epoch, e.Kind, e.Node, e.Boot, e.Reason, e.Executor, e.Proposer, e.Votes, e.ID)
 	}
 	return tw.Flush()
+}
+
+func printWhy(w io.Writer, y agent.Why) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "node\t%s@%s\n", y.Node, y.Boot)
+	fmt.Fprintf(tw, "status\t%s (epoch %d, in view: %v)\n", y.Status, y.Epoch, y.InView)
+	if len(y.Observers) > 0 {
+		fmt.Fprintf(tw, "observers\t%s\n", strings.Join(y.Observers, ", "))
+	}
+	if y.Verdict != nil {
+		fmt.Fprintf(tw, "this agent's verdict\tunreachable: %v (fresh: %v)\n", y.Verdict.Unreachable, y.Verdict.Fresh)
+	}
+	if s := y.Suspicion; s != nil {
+		fmt.Fprintf(tw, "this agent's suspicion\t%s for %v; %d misses in a row, silent %v, loss %.1f%%\n",
+			s.State, s.InStateFor.Round(time.Millisecond), s.Misses, s.Silence.Round(time.Millisecond), 100*s.LossEstimate)
+	}
+	if sc := y.Score; sc != nil {
+		fmt.Fprintf(tw, "this agent's score\tpfail %.4f, threshold %.2f, last rtt %v\n", sc.PFail, sc.Threshold, sc.LastRTT)
+	}
+	lh := y.LocalHealth
+	fmt.Fprintf(tw, "this agent's health\tslow: %v (%d of %d monitored peers silent), fenced: %v\n", lh.Slow, lh.Silent, lh.Monitored, lh.Fenced)
+	fmt.Fprintf(tw, "consensus\tepoch %d, %s %s %s\n", y.Consensus.Epoch, y.Consensus.Phase, y.Consensus.Ballot, y.Consensus.Proposal)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(y.Decisions) == 0 {
+		fmt.Fprintln(w, "\nno decided view change about it")
+		return nil
+	}
+	for _, d := range y.Decisions {
+		fmt.Fprintf(w, "\ndecision %s: epoch %d, %s %s@%s %s, proposed by %s, %d votes\n", d.ID, d.Epoch, d.Kind, d.Node, d.Boot, d.Reason, d.Proposer, d.Votes)
+		if len(d.Evidence) == 0 {
+			continue
+		}
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  OBSERVER\tROLE\tHOW\tSTATE\tMISSES\tSILENT\tLOSS\tPFAIL\tTHRESHOLD")
+		for _, e := range d.Evidence {
+			how := "probes it"
+			if !e.Monitored {
+				how = "asked"
+			}
+			if e.Burst {
+				how += "+burst"
+			}
+			pfail, thr := "-", "-"
+			if e.PFail != 0 || e.Threshold != 0 {
+				pfail, thr = fmt.Sprintf("%.4f", e.PFail), fmt.Sprintf("%.2f", e.Threshold)
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%d\t%v\t%.1f%%\t%s\t%s\n", e.Observer, e.Role, how, e.State, e.Misses,
+				e.Silence.Round(10*time.Millisecond), 100*e.Loss, pfail, thr)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func printScores(w io.Writer, ss []agent.Score) error {

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vigil-project/vigil/agent"
 
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
@@ -160,4 +164,50 @@ func TestPrometheusMetrics(t *testing.T) {
 	if accused < 1 || rounds < 1 {
 		t.Fatalf("accusations %v, timed rounds %v; want ≥ 1 each", accused, rounds)
 	}
+
+	// vigil why shows the evidence that convicted n3, on every survivor,
+	// as JSON and as text, and after a restart.
+	checkWhy := func(n *node) {
+		t.Helper()
+		out, err := n.vigil("why", "--format", "json", "n3")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var w agent.Why
+		if err := json.Unmarshal([]byte(out), &w); err != nil {
+			t.Fatalf("why json: %v\n%s", err, out)
+		}
+		var failed *agent.LogEntry
+		for i := range w.Decisions {
+			if w.Decisions[i].Reason == "failed" {
+				failed = &w.Decisions[i]
+			}
+		}
+		if failed == nil || w.Status != "failed" {
+			t.Fatalf("%s: why n3: status %s, decisions %+v", n.name, w.Status, w.Decisions)
+		}
+		roles := map[string]int{}
+		for _, e := range failed.Evidence {
+			roles[e.Role]++
+			if e.Observer == "" || e.Observer == "n3" || e.State == "healthy" && e.Misses == 0 || e.Silence <= 0 {
+				t.Fatalf("%s: evidence %+v", n.name, e)
+			}
+		}
+		// A quorum of the view {n1, n2, n3} voted: n1 and n2, and the
+		// proposer's own note.
+		if roles["acceptor"] != failed.Votes || failed.Votes < 2 || roles["proposer"] != 1 {
+			t.Fatalf("%s: evidence of %d votes: %+v", n.name, failed.Votes, failed.Evidence)
+		}
+		text, err := n.vigil("why", "n3")
+		if err != nil || !strings.Contains(text, "OBSERVER") || !strings.Contains(text, "decision "+failed.ID) {
+			t.Fatalf("%s: why n3 as text: %v\n%s", n.name, err, text)
+		}
+	}
+	checkWhy(n1)
+	checkWhy(n2)
+	if err := n2.stop(syscall.SIGTERM, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	n2.start()
+	checkWhy(n2)
 }

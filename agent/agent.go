@@ -505,10 +505,15 @@ func (a *Agent) rejoin(dec consensus.Decision) {
 	}
 }
 
+// consensusWire is the version of the consensus messages' encoding:
+// agents that encode them differently cannot decide together, so it is
+// part of the rules. 2: evidence notes in promises and values.
+const consensusWire = 2
+
 // rules are the consensus rules this agent shares with every member
-// (membership.RulesTag).
+// (membership.RulesTag): quorum, council size and wire version.
 func (a *Agent) rules() string {
-	return fmt.Sprintf("%s/%d", a.cfg.Quorum, a.cfg.CouncilSize)
+	return fmt.Sprintf("%s/%d/w%d", a.cfg.Quorum, a.cfg.CouncilSize, consensusWire)
 }
 
 // ownTags are the serf tags this agent publishes: the operator's, and

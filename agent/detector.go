@@ -78,6 +78,9 @@ type peerProbe struct {
 	inflight  int
 	samples   []sample
 	last      scoring.Result
+	// scored is the last result the scorer scored (a reply): a miss has
+	// no score, and the evidence of a failure shows the last one.
+	scored scoring.Result
 	// leaseOnly: an acceptor this node does not monitor, pinged only to
 	// keep the lease (its replies are not scored).
 	leaseOnly bool
@@ -218,6 +221,7 @@ func newDetector(a *Agent) (*detector, error) {
 	ccfg.CouncilSize = a.cfg.CouncilSize
 	ccfg.Rand = rand.New(rand.NewSource(time.Now().UnixNano()))
 	ccfg.Verdict = consensus.JudgeFunc(d.verdict)
+	ccfg.Note = d.note
 	d.ccfg = ccfg
 	if d.cn, err = consensus.NewNode(ccfg, st); err != nil {
 		return nil, fmt.Errorf("restore consensus state from %s: %w", a.store.Path(), err)
@@ -776,6 +780,9 @@ func (d *detector) onProbe(r probeResult) {
 		}
 	}
 	p.last = res
+	if err == nil && !r.miss {
+		p.scored = res
+	}
 	p.samples = append(p.samples, sample{At: now, RTT: r.rtt, Miss: r.miss, Late: r.late, Timeout: r.timeout})
 	if len(p.samples) > samplesKept {
 		p.samples = p.samples[len(p.samples)-samplesKept:]
@@ -1120,6 +1127,7 @@ func (d *detector) apply(dec consensus.Decision) {
 			before.Epoch = dec.Epoch
 			before.Members = append(before.Members, c.Member)
 			sort.Slice(before.Members, func(i, j int) bool { return before.Members[i].Name < before.Members[j].Name })
+			d.keepEvidence(dec, before)
 			d.a.onFailureDecided(dec, before)
 		}
 		d.a.onMemberRemoved(c.Member.Name, view)

@@ -23,6 +23,9 @@ type LogEntry struct {
 	Proposer string `json:"proposer,omitempty"`
 	Votes    int    `json:"votes"`
 	Ballot   string `json:"ballot"`
+	// Evidence (in `vigil why`) is what the proposer and each voting
+	// acceptor had seen of a node they agreed had failed.
+	Evidence []EvidenceNote `json:"evidence,omitempty"`
 }
 
 // ViewMember is one member of the agreed view.
@@ -61,7 +64,11 @@ func (a *Agent) viewLog(node string) ([]LogEntry, error) {
 			return nil, err
 		}
 		if node == "" || d.Change.Member.Name == node {
-			out = append(out, logEntry(d))
+			e := logEntry(d)
+			if node != "" {
+				e.Evidence = a.evidence(e.ID)
+			}
+			out = append(out, e)
 		}
 	}
 	return out, nil

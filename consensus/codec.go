@@ -53,6 +53,8 @@ type Message struct {
 	Ballot   Ballot
 	Change   Change
 	Verdict  bool // Promise: the acceptor agrees with the proposed change
+	// Note (Promise, with Verdict): the acceptor's note of its evidence.
+	Note []byte
 	// Stale (Promise): the accepted Change has waited undecided for
 	// Config.StaleAccepted ticks or more, or since before a restart.
 	Stale    bool
@@ -99,8 +101,11 @@ const (
 	flagVerdict  = 1
 	flagAccepted = 2
 	flagStale    = 4
-	decisionVer  = 1
-	stateVer     = 1
+	flagNote     = 8
+	// Version 2 of the stored forms carries evidence notes; version 1 is
+	// still read.
+	decisionVer  = 2
+	stateVer     = 2
 	maxPageCount = 128
 )
 
@@ -128,10 +133,16 @@ func Encode(m Message) ([]byte, error) {
 				f |= flagStale
 			}
 		}
+		if len(m.Note) > 0 {
+			f |= flagNote
+		}
 		w.byte(f)
 		if f&flagAccepted != 0 {
 			w.ballot(m.Accepted)
 			w.change(m.Change)
+		}
+		if f&flagNote != 0 {
+			w.note(m.Note)
 		}
 	case MsgNack:
 		w.ballot(m.Ballot)
@@ -188,7 +199,7 @@ func Decode(b []byte) (Message, error) {
 	case MsgPromise:
 		m.Ballot = r.ballot()
 		f := r.byte()
-		if f&^(flagVerdict|flagAccepted|flagStale) != 0 || (f&flagStale != 0 && f&flagAccepted == 0) {
+		if f&^(flagVerdict|flagAccepted|flagStale|flagNote) != 0 || (f&flagStale != 0 && f&flagAccepted == 0) {
 			r.fail("promise flags")
 		}
 		m.Verdict = f&flagVerdict != 0
@@ -198,6 +209,11 @@ func Decode(b []byte) (Message, error) {
 			m.Change = r.change()
 			if m.Accepted.IsZero() {
 				r.fail("zero accepted ballot")
+			}
+		}
+		if f&flagNote != 0 {
+			if m.Note = r.noteBytes(); len(m.Note) == 0 {
+				r.fail("empty note")
 			}
 		}
 	case MsgNack:
@@ -260,7 +276,11 @@ func EncodeDecision(d Decision) ([]byte, error) {
 // DecodeDecision parses EncodeDecision's output; it never panics.
 func DecodeDecision(b []byte) (Decision, error) {
 	r := reader{b: b}
-	if v := r.byte(); v != decisionVer && r.err == nil {
+	switch v := r.byte(); {
+	case r.err != nil:
+	case v == 1:
+		r.v1 = true
+	case v != decisionVer:
 		r.fail("decision version")
 	}
 	var d Decision
@@ -296,7 +316,11 @@ func EncodeAcceptorState(s AcceptorState) ([]byte, error) {
 // DecodeAcceptorState parses EncodeAcceptorState's output.
 func DecodeAcceptorState(b []byte) (AcceptorState, error) {
 	r := reader{b: b}
-	if v := r.byte(); v != stateVer && r.err == nil {
+	switch v := r.byte(); {
+	case r.err != nil:
+	case v == 1:
+		r.v1 = true
+	case v != stateVer:
 		r.fail("state version")
 	}
 	var s AcceptorState
@@ -322,6 +346,8 @@ func DecodeAcceptorState(b []byte) (AcceptorState, error) {
 type writer struct {
 	b   []byte
 	err error
+	// v1 writes the stored form before evidence notes (tests only).
+	v1 bool
 }
 
 func (w *writer) byte(c byte)      { w.b = append(w.b, c) }
@@ -365,12 +391,41 @@ func (w *writer) change(c Change) {
 	}
 	w.b = append(w.b, byte(len(v)))
 	w.b = append(w.b, v...)
+	if w.v1 {
+		return // the stored form before notes (tests of reading it)
+	}
+	w.note(c.Evidence.ProposerNote)
+	notes := c.Evidence.Notes
+	if len(notes) > MaxNotes {
+		if w.err == nil {
+			w.err = fmt.Errorf("%w: %d notes", ErrTooLarge, len(notes))
+		}
+		notes = notes[:MaxNotes]
+	}
+	w.byte(byte(len(notes)))
+	for _, n := range notes {
+		w.byte(n.Acceptor)
+		w.note(n.Data)
+	}
+}
+
+func (w *writer) note(b []byte) {
+	if len(b) > MaxNote {
+		if w.err == nil {
+			w.err = fmt.Errorf("%w: note of %d bytes", ErrTooLarge, len(b))
+		}
+		b = b[:MaxNote]
+	}
+	w.b = append(w.b, byte(len(b)))
+	w.b = append(w.b, b...)
 }
 
 type reader struct {
 	b   []byte
 	off int
 	err error
+	// v1: the stored form before evidence notes.
+	v1 bool
 }
 
 func (r *reader) fail(what string) {
@@ -452,5 +507,29 @@ func (r *reader) change() Change {
 	if v := r.bytes(MaxAcceptors / 8); len(v) > 0 {
 		c.Evidence.Votes = append([]byte(nil), v...)
 	}
+	if r.v1 {
+		return c
+	}
+	c.Evidence.ProposerNote = r.noteBytes()
+	n := int(r.byte())
+	if n > MaxNotes {
+		r.fail("note count")
+		return c
+	}
+	for i := 0; i < n && r.err == nil; i++ {
+		acc := r.byte()
+		if int(acc) >= MaxAcceptors {
+			r.fail("note acceptor")
+		}
+		c.Evidence.Notes = append(c.Evidence.Notes, Note{Acceptor: acc, Data: r.noteBytes()})
+	}
 	return c
+}
+
+// noteBytes reads a note: a copy, nil when empty.
+func (r *reader) noteBytes() []byte {
+	if b := r.bytes(MaxNote); len(b) > 0 {
+		return append([]byte(nil), b...)
+	}
+	return nil
 }

@@ -26,8 +26,16 @@ func maxChange() Change {
 		Kind: Remove, Reason: Failed,
 		Member:   Member{Name: name('x', MaxNameLen), Boot: name('b', MaxBootLen), Addr: name('a', MaxAddrLen)},
 		Executor: name('e', MaxNameLen),
-		Evidence: Evidence{Proposer: name('p', MaxNameLen), Votes: votes},
+		Evidence: Evidence{Proposer: name('p', MaxNameLen), Votes: votes, ProposerNote: []byte(name('q', MaxNote)), Notes: maxNotes()},
 	}
+}
+
+func maxNotes() []Note {
+	var notes []Note
+	for i := range MaxNotes {
+		notes = append(notes, Note{Acceptor: uint8(MaxAcceptors - 1 - i), Data: []byte(name(byte('0'+i), MaxNote))})
+	}
+	return notes
 }
 
 func sampleMessages() []Message {
@@ -45,7 +53,7 @@ func sampleMessages() []Message {
 		m.Type = MsgAccept
 		out = append(out, m)
 		m = hdr(MsgPromise)
-		m.Ballot, m.Verdict, m.Accepted, m.Change = bb, true, bb, ch
+		m.Ballot, m.Verdict, m.Accepted, m.Change, m.Note = bb, true, bb, ch, []byte(name('n', MaxNote))
 		out = append(out, m)
 		m = hdr(MsgDecided)
 		m.Ballot, m.Change, m.Head = bb, ch, 1<<64-1
@@ -128,6 +136,18 @@ func TestDecisionCodec(t *testing.T) {
 		if _, err := DecodeDecision(b[:i]); err == nil {
 			t.Fatalf("truncated decision decoded")
 		}
+	}
+	// The stored forms before notes (version 1) are still read, and give
+	// the same decision id.
+	old := d
+	old.Change.Evidence.ProposerNote, old.Change.Evidence.Notes = nil, nil
+	w := writer{v1: true}
+	w.byte(1)
+	w.uvarint(old.Epoch)
+	w.ballot(old.Ballot)
+	w.change(old.Change)
+	if got, err := DecodeDecision(w.b); err != nil || !reflect.DeepEqual(got, old) || got.ID() != d.ID() {
+		t.Fatalf("version 1 decision: %v %+v", err, got)
 	}
 	st := AcceptorState{Epoch: 9, Promised: Ballot{4, "a"}, Accepted: Ballot{3, "b"}, Value: maxChange(), Round: 2}
 	sb, err := EncodeAcceptorState(st)

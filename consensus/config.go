@@ -92,6 +92,12 @@ type Config struct {
 	Rand *rand.Rand
 	// Verdict judges proposals in phase 1. Required.
 	Verdict Judge
+	// Note, if set, describes this node's evidence about a change it
+	// agrees with, in at most MaxNote bytes (longer is cut): it travels
+	// with the promise and, for the first MaxNotes agreeing acceptors, in
+	// the decided value, so the evidence outlives the verdict. The
+	// proposer adds its own. Like Verdict, it must not call the Node.
+	Note func(c Change) []byte
 }
 
 // DefaultConfig returns defaults for everything but ID, Rand and Verdict.

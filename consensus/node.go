@@ -79,7 +79,8 @@ type proposal struct {
 	timer  int // ticks in the current phase
 	wait   int // backoff ticks left
 
-	promised, agreed, accepted        []byte // bitsets over acceptors
+	promised, agreed, accepted        []byte   // bitsets over acceptors
+	notes                             [][]byte // agreeing acceptors' notes, by index
 	nPromise, nAgree, nDisagree, nAcc int
 	highest                           Ballot
 	highestVal                        Change
@@ -498,6 +499,9 @@ func (n *Node) onPrepare(m Message) error {
 		verdict = n.cfg.Verdict.Verdict(m.Change)
 	}
 	reply := Message{Type: MsgPromise, To: m.From, Epoch: m.Epoch, Ballot: m.Ballot, Verdict: verdict}
+	if verdict {
+		reply.Note = n.note(m.Change)
+	}
 	if !n.st.Accepted.IsZero() {
 		reply.Accepted = n.st.Accepted
 		reply.Change = n.st.Value.clone()
@@ -566,10 +570,24 @@ func (n *Node) startPhase1() {
 		phase:    Preparing,
 		ballot:   Ballot{Round: round, Node: n.cfg.ID},
 		promised: make([]byte, words), agreed: make([]byte, words), accepted: make([]byte, words),
+		notes: make([][]byte, len(n.acceptors)),
 	}
 	for _, a := range n.acceptors {
 		n.send(Message{Type: MsgPrepare, To: a.Name, Epoch: n.view.Epoch, Ballot: p.ballot, Change: p.change})
 	}
+}
+
+// note is Config.Note's description of c, cut to MaxNote bytes; nil
+// without a Note.
+func (n *Node) note(c Change) []byte {
+	if n.cfg.Note == nil {
+		return nil
+	}
+	b := n.cfg.Note(c)
+	if len(b) > MaxNote {
+		b = b[:MaxNote]
+	}
+	return slices.Clone(b)
 }
 
 func (n *Node) backoff() {
@@ -613,6 +631,9 @@ func (n *Node) onPromise(m Message) error {
 	if m.Verdict {
 		setBit(p.agreed, i)
 		p.nAgree++
+		if len(m.Note) <= MaxNote {
+			p.notes[i] = slices.Clone(m.Note)
+		}
 	} else {
 		p.nDisagree++
 	}
@@ -661,7 +682,12 @@ func (n *Node) tryAccept() error {
 		p.value = highestVal
 	case p.nAgree >= n.quorum:
 		p.value = p.change.clone()
-		p.value.Evidence = Evidence{Proposer: n.cfg.ID, Votes: slices.Clone(p.agreed)}
+		p.value.Evidence = Evidence{Proposer: n.cfg.ID, Votes: slices.Clone(p.agreed), ProposerNote: n.note(p.change)}
+		for i, note := range p.notes {
+			if len(note) > 0 && len(p.value.Evidence.Notes) < MaxNotes {
+				p.value.Evidence.Notes = append(p.value.Evidence.Notes, Note{Acceptor: uint8(i), Data: note})
+			}
+		}
 	case p.nDisagree > len(n.acceptors)-n.quorum:
 		if !p.own && n.staleAccepted() {
 			// This node drove its stale value, a quorum free of it was

@@ -215,6 +215,10 @@ func TestDecideAndAbandon(t *testing.T) {
 	if d.Change.Evidence.Proposer != "n1" || d.Change.Evidence.Count() < 3 || d.Change.Evidence.Voted(2) {
 		t.Fatalf("evidence %+v", d.Change.Evidence)
 	}
+	// Without Config.Note, no notes.
+	if d.Change.Evidence.ProposerNote != nil || d.Change.Evidence.Notes != nil {
+		t.Fatalf("notes without Config.Note: %+v", d.Change.Evidence)
+	}
 	// Now only two of four agree: no quorum of verdicts, the proposal is abandoned.
 	c.verdicts["n2"], c.verdicts["n4"] = false, false
 	add := Change{Kind: Add, Reason: Joined, Member: Member{Name: "n5", Boot: "b1"}}
@@ -227,6 +231,42 @@ func TestDecideAndAbandon(t *testing.T) {
 	}
 	if c.nodes["n2"].Epoch() != 2 {
 		t.Fatal("an abandoned proposal decided something")
+	}
+}
+
+// The decided value carries the proposer's note and those of the
+// acceptors that agreed, each at its acceptor index; every node learns the
+// same notes.
+func TestDecidedValueCarriesNotes(t *testing.T) {
+	c := newCluster(t, 5, func(cfg *Config) {
+		id := cfg.ID
+		cfg.Note = func(ch Change) []byte { return []byte("by " + id + strings.Repeat("x", 20)) }
+	})
+	rm := Change{Kind: Remove, Reason: Failed, Member: Member{Name: "n5", Boot: "b0", Addr: "10.0.0.5:7946"}, Executor: "n4"}
+	c.verdicts["n3"] = false
+	if err := c.propose("n1", rm); err != nil {
+		t.Fatal(err)
+	}
+	c.deliverAll()
+	ev := c.decided["n1"][0].Change.Evidence
+	want := func(who string) string { return ("by " + who + strings.Repeat("x", 20))[:MaxNote] }
+	if string(ev.ProposerNote) != want("n1") {
+		t.Fatalf("proposer note %q (cut to MaxNote)", ev.ProposerNote)
+	}
+	acc := Acceptors(c.nodes["n1"].View(), 0)
+	if len(ev.Notes) != ev.Count() || len(ev.Notes) < 3 {
+		t.Fatalf("%d notes for %d votes", len(ev.Notes), ev.Count())
+	}
+	for _, n := range ev.Notes {
+		who := acc[n.Acceptor].Name
+		if !ev.Voted(int(n.Acceptor)) || who == "n3" || string(n.Data) != want(who) {
+			t.Fatalf("note %d %q of %s", n.Acceptor, n.Data, who)
+		}
+	}
+	for _, name := range c.names {
+		if got := c.decided[name]; len(got) != 1 || !got[0].Change.Equal(c.decided["n1"][0].Change) {
+			t.Fatalf("%s learned %+v", name, got)
+		}
 	}
 }
 

@@ -20,7 +20,13 @@ const (
 	MaxAcceptors  = 128  // acceptors of one instance; larger views always use a council
 	MaxViewSize   = 8192 // members of one view
 	MaxMessageLen = 1024 // encoded bytes of one Message (serf query limit)
-	MaxDecision   = 400  // encoded bytes of one Decision (serf user event budget)
+	// MaxDecision bounds one encoded Decision: it is announced as a serf
+	// user event, whose name ("vigil-decision") and payload share 512 bytes.
+	MaxDecision = 490
+	// MaxNote bounds one acceptor's note of its evidence, and MaxNotes the
+	// notes a decided value carries (the first agreeing acceptors').
+	MaxNote  = 11
+	MaxNotes = 6
 )
 
 // Sentinel errors. Callers match them with errors.Is.
@@ -234,6 +240,17 @@ func (r Reason) String() string {
 type Evidence struct {
 	Proposer string
 	Votes    []byte // bitmap, len = ceil(acceptors/8)
+	// ProposerNote is the proposer's own note (Config.Note) about the
+	// change; Notes are those of agreeing acceptors, by acceptor index,
+	// at most MaxNotes. Opaque to consensus.
+	ProposerNote []byte
+	Notes        []Note
+}
+
+// Note is one acceptor's note: Acceptor is its index (its bit in Votes).
+type Note struct {
+	Acceptor uint8
+	Data     []byte
 }
 
 // Count returns the number of agreeing votes.
@@ -281,6 +298,14 @@ func (c Change) Validate() error {
 	if len(c.Evidence.Votes) > MaxAcceptors/8 {
 		return fmt.Errorf("%w: evidence bitmap too long", ErrInvalid)
 	}
+	if len(c.Evidence.ProposerNote) > MaxNote || len(c.Evidence.Notes) > MaxNotes {
+		return fmt.Errorf("%w: evidence notes too long", ErrInvalid)
+	}
+	for _, n := range c.Evidence.Notes {
+		if len(n.Data) > MaxNote || int(n.Acceptor) >= MaxAcceptors {
+			return fmt.Errorf("%w: evidence note too long or of no acceptor", ErrInvalid)
+		}
+	}
 	return nil
 }
 
@@ -291,7 +316,16 @@ func (c Change) Same(o Change) bool {
 
 // Equal reports whether c and o are the same value, evidence included.
 func (c Change) Equal(o Change) bool {
-	return c.Same(o) && c.Evidence.Proposer == o.Evidence.Proposer && bytes.Equal(c.Evidence.Votes, o.Evidence.Votes)
+	if !c.Same(o) || c.Evidence.Proposer != o.Evidence.Proposer || !bytes.Equal(c.Evidence.Votes, o.Evidence.Votes) ||
+		!bytes.Equal(c.Evidence.ProposerNote, o.Evidence.ProposerNote) || len(c.Evidence.Notes) != len(o.Evidence.Notes) {
+		return false
+	}
+	for i, n := range c.Evidence.Notes {
+		if n.Acceptor != o.Evidence.Notes[i].Acceptor || !bytes.Equal(n.Data, o.Evidence.Notes[i].Data) {
+			return false
+		}
+	}
+	return true
 }
 
 func (c Change) String() string {
@@ -307,6 +341,14 @@ func (c Change) String() string {
 
 func (c Change) clone() Change {
 	c.Evidence.Votes = bytes.Clone(c.Evidence.Votes)
+	c.Evidence.ProposerNote = bytes.Clone(c.Evidence.ProposerNote)
+	if c.Evidence.Notes != nil {
+		notes := make([]Note, len(c.Evidence.Notes))
+		for i, n := range c.Evidence.Notes {
+			notes[i] = Note{Acceptor: n.Acceptor, Data: bytes.Clone(n.Data)}
+		}
+		c.Evidence.Notes = notes
+	}
 	return c
 }
 
@@ -324,7 +366,8 @@ type Decision struct {
 // "e<epoch>-<16 hex digits of SHA-256 over the encoded change>". The recovery
 // handler uses it as an idempotency key.
 func (d Decision) ID() string {
-	var w writer
+	// The notes are left out: an id does not change with the stored form.
+	w := writer{v1: true}
 	w.uvarint(d.Epoch)
 	w.change(d.Change)
 	sum := sha256.Sum256(w.b)

@@ -32,7 +32,7 @@ const (
 	ExecutorTag = "recovery"
 	ClusterTag  = "cluster"
 	// RulesTag carries the consensus rules every member must share
-	// ("QUORUM/COUNCIL", e.g. "majority/5"): agents with other rules
+	// ("QUORUM/COUNCIL/wWIRE", e.g. "majority/5/w2"): agents with other rules
 	// would count quorums that need not meet.
 	RulesTag = "rules"
 )
@@ -98,7 +98,7 @@ type clusterGuard struct {
 func (g clusterGuard) NotifyMerge(members []*serf.Member) error {
 	for _, m := range members {
 		if theirs := m.Tags[RulesTag]; g.rules != "" && theirs != "" && theirs != g.rules {
-			err := fmt.Errorf("%s runs with consensus rules %s (--quorum/--council-size), this agent with %s: refusing to merge; every agent needs the same", m.Name, theirs, g.rules)
+			err := fmt.Errorf("%s runs with consensus rules %s (--quorum/--council-size/wire version), this agent with %s: refusing to merge; every agent needs the same settings and a vigil that speaks the same consensus wire version", m.Name, theirs, g.rules)
 			g.log.Error().Err(err).Msg("join refused")
 			return err
 		}
