@@ -32,12 +32,18 @@ lint:
 	    echo "go mod tidy changes go.mod/go.sum: run it and commit"; exit 1; fi; \
 	  rm -f /tmp/vigil.go.mod.$$$$ /tmp/vigil.go.sum.$$$$
 
-# What the multi-host tests need (network namespaces, iptables); installed
-# only when missing, and only where we are root.
+# What the multi-host tests need (network namespaces, iptables), the
+# dashboard's browser test (Debian's chromium) and the unit check
+# (systemd-analyze); installed only when missing, and only where we are root.
 testdeps:
-	@if ! command -v ip >/dev/null || ! command -v iptables >/dev/null; then \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq iproute2 iptables >/dev/null; \
-	  else echo "note: ip/iptables missing and not root: multi-host tests will skip"; fi; fi
+	@missing=""; \
+	  command -v ip >/dev/null || missing="$$missing iproute2"; \
+	  command -v iptables >/dev/null || missing="$$missing iptables"; \
+	  command -v chromium >/dev/null || missing="$$missing chromium"; \
+	  command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	  if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
+	    else echo "note:$$missing missing and not root: the tests that need them will skip"; fi; fi
 
 # The serf agent from the same module version, for BENCHMARKS.md.
 serf: $(SERF_BIN)

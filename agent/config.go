@@ -296,9 +296,12 @@ func build(v Values) (Config, error) {
 			return c, fmt.Errorf("--advertise: %v", err)
 		}
 	}
+	// Seeds are checked for their form only: a name may have no DNS record
+	// yet when the agent starts (a StatefulSet's peers); it is resolved at
+	// each join attempt.
 	for _, name := range []string{"join", "retry-join"} {
 		for _, a := range v[name] {
-			if _, _, err := membership.ParseAddr(a, membership.DefaultPort); err != nil {
+			if err := membership.CheckAddr(a); err != nil {
 				return c, fmt.Errorf("--%s: %v", name, err)
 			}
 		}

@@ -49,6 +49,31 @@ func TestParseAddr(t *testing.T) {
 	}
 }
 
+// A seed is checked for its form at start, and resolved when joined: a
+// name without a DNS record yet (a peer not started) fails only itself.
+func TestSeedsResolveAtJoin(t *testing.T) {
+	for _, ok := range []string{"vigil-2.vigil.default.svc.cluster.local", "seed.invalid:7946", "10.0.0.1", "[::1]:7946"} {
+		if err := CheckAddr(ok); err != nil {
+			t.Errorf("CheckAddr(%q): %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "x:y", ":7946", "h:70000"} {
+		if err := CheckAddr(bad); err == nil {
+			t.Errorf("CheckAddr(%q) passed", bad)
+		}
+	}
+	a, b, stop := startPair(t)
+	defer stop()
+	seed := a.Local()
+	n, err := b.Join([]string{"no-such-seed.invalid", fmt.Sprintf("%s:%d", seed.Addr, seed.Port)})
+	if err != nil || n != 1 {
+		t.Fatalf("join past an unresolvable seed: %d %v", n, err)
+	}
+	if _, err := b.Join([]string{"no-such-seed.invalid"}); err == nil || !strings.Contains(err.Error(), "cannot resolve") {
+		t.Fatalf("join of only an unresolvable seed: %v", err)
+	}
+}
+
 func TestLoadCodec(t *testing.T) {
 	l := Load{CPU: 42.4, Mem: 99.6, Load: 3.14}
 	got, ok := decodeLoad(l.encode())

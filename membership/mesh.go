@@ -143,9 +143,29 @@ type Mesh struct {
 	inbound []Inbound
 }
 
+// CheckAddr reports whether s is written as "host[:port]", without
+// resolving the host: a seed may have no DNS record yet when the agent
+// starts.
+func CheckAddr(s string) error {
+	_, _, err := splitAddr(s, DefaultPort)
+	return err
+}
+
 // ParseAddr splits "host[:port]" into an IP literal (host names are
 // resolved) and a port, using defPort when none is given.
 func ParseAddr(s string, defPort int) (string, int, error) {
+	host, port, err := splitAddr(s, defPort)
+	if err != nil {
+		return "", 0, err
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.String(), port, nil
+	}
+	return resolve(s, host, port)
+}
+
+// splitAddr splits "host[:port]" without resolving the host.
+func splitAddr(s string, defPort int) (string, int, error) {
 	if s == "" {
 		return "", 0, errors.New("empty address")
 	}
@@ -168,9 +188,11 @@ func ParseAddr(s string, defPort int) (string, int, error) {
 	if host == "" {
 		return "", 0, fmt.Errorf("address %q: no host", s)
 	}
-	if ip := net.ParseIP(host); ip != nil {
-		return ip.String(), port, nil
-	}
+	return host, port, nil
+}
+
+// resolve looks host up.
+func resolve(s, host string, port int) (string, int, error) {
 	ips, err := net.LookupIP(host)
 	if err != nil || len(ips) == 0 {
 		return "", 0, fmt.Errorf("address %q: cannot resolve host %q", s, host)
@@ -439,13 +461,20 @@ func (m *Mesh) JoinReplay(addrs []string, replay bool) (int, error) {
 	if len(addrs) == 0 {
 		return 0, errors.New("no address to join")
 	}
+	// A seed whose name does not resolve yet (a peer not started, DNS
+	// behind) does not keep the others from being tried.
 	norm := make([]string, 0, len(addrs))
+	var unresolved []string
 	for _, a := range addrs {
 		host, port, err := ParseAddr(a, DefaultPort)
 		if err != nil {
-			return 0, err
+			unresolved = append(unresolved, err.Error())
+			continue
 		}
 		norm = append(norm, net.JoinHostPort(host, strconv.Itoa(port)))
+	}
+	if len(norm) == 0 {
+		return 0, fmt.Errorf("join %s: %s", strings.Join(addrs, ", "), strings.Join(unresolved, "; "))
 	}
 	// ignoreOld: a new agent does not run handlers for user events that
 	// happened before it joined (serf's agent default).
