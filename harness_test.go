@@ -161,6 +161,22 @@ func (c *cluster) addAt(name, ip string, wrap []string, extra ...string) *node {
 	return n
 }
 
+// startThree starts n1, then n2 and n3 joining it, and waits until each
+// agrees all three are members.
+func startThree(t *testing.T) (*cluster, []*node) {
+	t.Helper()
+	c := newCluster(t)
+	n1 := c.add(1)
+	n1.start()
+	ns := []*node{n1, c.add(2, "--join", c.ip(1)), c.add(3, "--join", c.ip(1))}
+	ns[1].start()
+	ns[2].start()
+	for _, n := range ns {
+		waitFor(t, 60*time.Second, n.name+" agrees all three are members", func() error { return allAgreed(n, "n1", "n2", "n3") })
+	}
+	return c, ns
+}
+
 // start starts the agent and waits until its API answers.
 func (n *node) start() {
 	t := n.c.t

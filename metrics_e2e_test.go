@@ -73,16 +73,8 @@ func value(mfs map[string]*dto.MetricFamily, name, label, want string) float64 {
 // what the agent knows; memberlist's and serf's arrive too; a kill shows
 // as a decided failure.
 func TestPrometheusMetrics(t *testing.T) {
-	c := newCluster(t)
-	n1 := c.add(1)
-	n1.start()
-	n2 := c.add(2, "--join", c.ip(1))
-	n2.start()
-	n3 := c.add(3, "--join", c.ip(1))
-	n3.start()
-	for _, n := range []*node{n1, n2, n3} {
-		waitFor(t, 60*time.Second, n.name+" agrees all three are members", func() error { return allAgreed(n, "n1", "n2", "n3") })
-	}
+	_, ns := startThree(t)
+	n1, n2, n3 := ns[0], ns[1], ns[2]
 	var mfs map[string]*dto.MetricFamily
 	var text string
 	waitFor(t, 60*time.Second, "n1's metrics show the cluster, its probes and the gossip layer", func() error {

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -80,9 +83,25 @@ func TestSIGHUPReloadsLevelAndHandlers(t *testing.T) {
 		}
 		return nil
 	})
-	event("a") // no handler for it any more
+	// vigil monitor shows the log at its own level and the events.
+	mon := exec.Command(vigilBin, "monitor", "--http-addr", n.ip+":7947", "--log-level", "warn")
+	var monOut syncBuffer
+	mon.Stdout = &monOut
+	if err := mon.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = mon.Process.Kill(); _ = mon.Wait() }()
+	time.Sleep(time.Second) // it subscribes
+	event("a")              // no handler for it any more
 	event("b")
 	waitMarks("a\nb\n")
+	waitFor(t, 30*time.Second, "vigil monitor shows the events", func() error {
+		out := monOut.String()
+		if !strings.Contains(out, "[EVENT] user b ") || strings.Contains(out, "[INFO]") {
+			return fmt.Errorf("monitor output:\n%s", out)
+		}
+		return nil
+	})
 	// A query logs at debug.
 	if _, err := n.vigil("query", "--timeout", "500ms", "anything"); err != nil {
 		t.Fatal(err)
@@ -96,4 +115,22 @@ func TestSIGHUPReloadsLevelAndHandlers(t *testing.T) {
 	if _, err := n.info(); err != nil {
 		t.Fatalf("the agent after the reloads: %v", err)
 	}
+}
+
+// syncBuffer is a bytes.Buffer a process writes while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

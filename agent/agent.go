@@ -571,7 +571,8 @@ func (a *Agent) handleEvent(ev membership.Event) {
 			a.fatal(fmt.Errorf("record member history: %w", err))
 			return
 		}
-		a.log.Info().Str("event", ev.Type.String()).Str("member", m.Name).Str("addr", rec.Addr).Msg("gossip member event")
+		// Evidence, not a verdict: the decided view change is logged at info.
+		a.log.Debug().Str("event", ev.Type.String()).Str("member", m.Name).Str("addr", rec.Addr).Msg("gossip member event")
 	}
 	if a.det != nil {
 		a.det.onSerfEvent(ev)

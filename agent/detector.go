@@ -804,7 +804,8 @@ func (d *detector) onProbe(r probeResult) {
 	})
 	if tr.Changed() {
 		d.a.metrics.transitions.WithLabelValues(tr.To.String()).Inc()
-		d.a.log.Info().Str("peer", r.peer).Str("from", tr.From.String()).Str("to", tr.To.String()).
+		// Routine: the decisions are what an operator acts on (info).
+		d.a.log.Debug().Str("peer", r.peer).Str("from", tr.From.String()).Str("to", tr.To.String()).
 			Str("reason", string(tr.Reason)).Float64("pfail", res.PFail).Msg("peer suspicion changed")
 	}
 	if t.ShouldPropose(d.now()) && !d.slow() {
@@ -851,7 +852,7 @@ func (d *detector) propose(c consensus.Change) bool {
 	switch {
 	case err == nil:
 		d.a.metrics.proposed(c)
-		d.a.log.Info().Str("change", c.String()).Uint64("epoch", d.cn.Epoch()).Msg("proposing a view change")
+		d.a.log.Debug().Str("change", c.String()).Uint64("epoch", d.cn.Epoch()).Msg("proposing a view change")
 	case errors.Is(err, consensus.ErrInFlight), errors.Is(err, consensus.ErrNotMember):
 		return false
 	default:
@@ -1070,7 +1071,7 @@ func (d *detector) handleReady() {
 		d.apply(dec)
 	}
 	for _, c := range rd.Abandoned {
-		d.a.log.Info().Str("change", c.String()).Msg("proposal given up: no quorum agreed, or another change won the epoch")
+		d.a.log.Debug().Str("change", c.String()).Msg("proposal given up: no quorum agreed, or another change won the epoch")
 	}
 	if rd.Snapshot != nil || len(rd.Decided) > 0 {
 		d.refreshMonitors()

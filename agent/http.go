@@ -113,6 +113,7 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("POST /v1/tags", a.apiTags)
 	mux.HandleFunc("GET /v1/monitor", a.apiMonitor)
 	mux.Handle("GET /metrics", a.metricsHandler())
+	a.uiRoutes(mux)
 	if a.cfg.EnableDebug {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

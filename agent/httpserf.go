@@ -168,6 +168,9 @@ func (a *Agent) apiMonitor(w http.ResponseWriter, r *http.Request) {
 	}
 	sub := a.logs.subscribe(lvl)
 	defer a.logs.unsubscribe(sub)
+	// The events too, as serf's monitor shows them: what the handlers see.
+	events := a.rpc.events.subscribe([]streamFilter{{event: "*"}})
+	defer a.rpc.events.unsubscribe(events)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
 	fl, _ := w.(http.Flusher)
@@ -183,12 +186,33 @@ func (a *Agent) apiMonitor(w http.ResponseWriter, r *http.Request) {
 			if fl != nil {
 				fl.Flush()
 			}
+		case ev := <-events.events:
+			if _, err := io.WriteString(w, eventLine(ev)+"\n"); err != nil {
+				return
+			}
+			if fl != nil {
+				fl.Flush()
+			}
 		case <-r.Context().Done():
 			return
 		case <-a.draining:
 			return
 		}
 	}
+}
+
+// eventLine is an event as `vigil monitor` prints it.
+func eventLine(ev membership.Event) string {
+	s := ev.Time.UTC().Format("2006-01-02T15:04:05.000Z07:00") + " [EVENT] " + ev.Type.String()
+	switch ev.Type {
+	case membership.User, membership.Query:
+		s += fmt.Sprintf(" %s ltime=%d payload=%q", ev.Name, ev.LTime, ev.Payload)
+	default:
+		for _, m := range ev.Members {
+			s += fmt.Sprintf(" %s@%s", m.Name, m.Addr)
+		}
+	}
+	return s
 }
 
 // Query sends a query and calls each with every ack and answer as it
