@@ -314,8 +314,13 @@ func loadConsensus(s *store.Store) (st consensus.PersistentState, decided []cons
 // persistReady makes a Ready durable in one transaction, as consensus
 // asks before any of its messages leave: the acceptor state, the new
 // decisions, and the view they lead to.
-func persistReady(s *store.Store, rd consensus.Ready, v consensus.View) error {
+func persistReady(s *store.Store, rd consensus.Ready, v consensus.View, meta map[string][]byte) error {
 	return s.Batch(func(tx *store.Tx) error {
+		for k, b := range meta {
+			if err := tx.SetMeta(k, b); err != nil {
+				return err
+			}
+		}
 		if rd.Persist != nil {
 			b, err := consensus.EncodeAcceptorState(*rd.Persist)
 			if err != nil {
@@ -1049,7 +1054,16 @@ func (d *detector) handleReady() {
 	if rd.IsEmpty() {
 		return
 	}
-	err := persistReady(d.a.store, rd, d.cn.View())
+	// Each decision's view, and the evidence of the failures named with
+	// its acceptors: kept in the same write as the decisions.
+	befores := viewsBefore(d.cn.View(), rd.Decided)
+	evidence := map[string][]byte{}
+	for i, dec := range rd.Decided {
+		if k, b, ok := d.evidenceRecord(dec, befores[i]); ok {
+			evidence[k] = b
+		}
+	}
+	err := persistReady(d.a.store, rd, d.cn.View(), evidence)
 	if err != nil {
 		// Nothing that depends on unsaved state may leave this node: the
 		// agent stops, and restarts from what is on disk.
@@ -1067,8 +1081,8 @@ func (d *detector) handleReady() {
 			}
 		}
 	}
-	for _, dec := range rd.Decided {
-		d.apply(dec)
+	for i, dec := range rd.Decided {
+		d.apply(dec, befores[i])
 	}
 	for _, c := range rd.Abandoned {
 		d.a.log.Debug().Str("change", c.String()).Msg("proposal given up: no quorum agreed, or another change won the epoch")
@@ -1084,7 +1098,33 @@ func (d *detector) handleReady() {
 
 // apply acts on one decision, once: handlers, the announcement, and a
 // rejoin if this node was removed.
-func (d *detector) apply(dec consensus.Decision) {
+// viewsBefore returns, for each decision of a batch, the view it was
+// decided in (its acceptors voted), going back from the view after the
+// batch: one Ready can carry several decisions (a catch-up), and the view
+// the node holds then is the last one's result.
+func viewsBefore(after consensus.View, decided []consensus.Decision) []consensus.View {
+	out := make([]consensus.View, len(decided))
+	v := after
+	for i := len(decided) - 1; i >= 0; i-- {
+		c := decided[i].Change
+		prev := consensus.View{Epoch: decided[i].Epoch}
+		for _, m := range v.Members {
+			if c.Kind == consensus.Add && m.Name == c.Member.Name {
+				continue
+			}
+			prev.Members = append(prev.Members, m)
+		}
+		if c.Kind == consensus.Remove {
+			prev.Members = append(prev.Members, c.Member)
+		}
+		sort.Slice(prev.Members, func(i, j int) bool { return prev.Members[i].Name < prev.Members[j].Name })
+		out[i], v = prev, prev
+	}
+	return out
+}
+
+// apply acts on one decision; before is the view it was decided in.
+func (d *detector) apply(dec consensus.Decision, before consensus.View) {
 	d.lastApplied = time.Now()
 	c := dec.Change
 	prev, hadPrev := d.status[c.Member.Name]
@@ -1094,7 +1134,11 @@ func (d *detector) apply(dec consensus.Decision) {
 	d.a.metrics.decided(dec)
 	d.a.log.Info().Uint64("epoch", dec.Epoch+1).Str("change", c.String()).Str("id", dec.ID()).Msg("view change decided")
 	if c.Evidence.Proposer == d.self() {
-		if b, err := consensus.EncodeDecision(dec); err == nil {
+		// The announcement is a hint (onDecisionEvent reads the epoch and
+		// the proposer): without the notes it fits serf's 512-byte events.
+		hint := dec
+		hint.Change.Evidence.ProposerNote, hint.Change.Evidence.Notes = nil, nil
+		if b, err := consensus.EncodeDecision(hint); err == nil {
 			if err := d.a.mesh.UserEvent(DecisionEvent, b, false); err != nil {
 				d.a.log.Warn().Err(err).Msg("cannot announce the decision")
 			}
@@ -1124,11 +1168,6 @@ func (d *detector) apply(dec consensus.Decision) {
 	if c.Kind == consensus.Remove {
 		if c.Reason == consensus.Failed {
 			d.noteFailure(c.Member.Name, time.Now())
-			before := view.Clone()
-			before.Epoch = dec.Epoch
-			before.Members = append(before.Members, c.Member)
-			sort.Slice(before.Members, func(i, j int) bool { return before.Members[i].Name < before.Members[j].Name })
-			d.keepEvidence(dec, before)
 			d.a.onFailureDecided(dec, before)
 		}
 		d.a.onMemberRemoved(c.Member.Name, view)

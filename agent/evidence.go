@@ -9,7 +9,6 @@ package agent
 import (
 	"encoding/binary"
 	"encoding/json"
-	"fmt"
 	"math"
 	"time"
 
@@ -123,13 +122,13 @@ func decodeNote(b []byte) (n EvidenceNote, ok bool) {
 // evidenceMeta is the store's key of a decision's evidence.
 func evidenceMeta(id string) string { return "evidence/" + id }
 
-// keepEvidence names the notes of a decided failure with the acceptors of
-// the view it was decided in (before), and stores them under the
-// decision's id.
-func (d *detector) keepEvidence(dec consensus.Decision, before consensus.View) {
+// evidenceRecord names the notes of a decided failure with the acceptors
+// of the view it was decided in (before): the store's key and value, kept
+// with the decision.
+func (d *detector) evidenceRecord(dec consensus.Decision, before consensus.View) (string, []byte, bool) {
 	ev := dec.Change.Evidence
-	if ev.ProposerNote == nil && len(ev.Notes) == 0 {
-		return
+	if dec.Change.Kind != consensus.Remove || ev.ProposerNote == nil && len(ev.Notes) == 0 {
+		return "", nil, false
 	}
 	var out []EvidenceNote
 	if n, ok := decodeNote(ev.ProposerNote); ok {
@@ -146,12 +145,10 @@ func (d *detector) keepEvidence(dec consensus.Decision, before consensus.View) {
 		out = append(out, n)
 	}
 	b, err := json.Marshal(out)
-	if err != nil {
-		return
+	if err != nil || len(out) == 0 {
+		return "", nil, false
 	}
-	if err := d.a.store.SetMeta(evidenceMeta(dec.ID()), b); err != nil {
-		d.a.fatal(fmt.Errorf("record the evidence of %s: %w", dec.ID(), err))
-	}
+	return evidenceMeta(dec.ID()), b, true
 }
 
 // evidence reads the evidence kept for a decision, nil if none.

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -30,5 +31,29 @@ func TestEvidenceNoteRoundTrip(t *testing.T) {
 		if _, ok := decodeNote(bad); ok {
 			t.Fatalf("%v decoded", bad)
 		}
+	}
+}
+
+// One Ready can carry several decisions (a catch-up): each is named with
+// the acceptors of the view it was decided in, not the last one.
+func TestViewsBeforeABatch(t *testing.T) {
+	m := func(n string) consensus.Member { return consensus.Member{Name: n, Boot: "b", Addr: n + ":7946"} }
+	after := consensus.View{Epoch: 7, Members: []consensus.Member{m("n0"), m("n1"), m("n2"), m("n4"), m("n5")}}
+	batch := []consensus.Decision{
+		{Epoch: 5, Change: consensus.Change{Kind: consensus.Remove, Reason: consensus.Failed, Member: m("n3"), Executor: "n1"}},
+		{Epoch: 6, Change: consensus.Change{Kind: consensus.Add, Reason: consensus.Joined, Member: m("n0")}},
+	}
+	got := viewsBefore(after, batch)
+	names := func(v consensus.View) (s []string) {
+		for _, x := range v.Members {
+			s = append(s, x.Name)
+		}
+		return s
+	}
+	if got[0].Epoch != 5 || fmt.Sprint(names(got[0])) != "[n1 n2 n3 n4 n5]" {
+		t.Fatalf("before e5: %d %v", got[0].Epoch, names(got[0]))
+	}
+	if got[1].Epoch != 6 || fmt.Sprint(names(got[1])) != "[n1 n2 n4 n5]" {
+		t.Fatalf("before e6: %d %v", got[1].Epoch, names(got[1]))
 	}
 }

@@ -63,7 +63,7 @@ func runFailStop(t *testing.T, failAt int) int {
 		t.Fatal(err)
 	}
 	defer func() { _ = s1.Close() }()
-	if err := persistReady(s1, consensus.Ready{Persist: &consensus.AcceptorState{Epoch: 1}, Snapshot: &v}, v); err != nil {
+	if err := persistReady(s1, consensus.Ready{Persist: &consensus.AcceptorState{Epoch: 1}, Snapshot: &v}, v, nil); err != nil {
 		t.Fatal(err)
 	}
 	armed = true
@@ -117,7 +117,7 @@ func runFailStop(t *testing.T, failAt int) int {
 		n := nodes[name]
 		rd := n.Ready()
 		if name == "n1" {
-			if err := persistReady(s1, rd, n.View()); err != nil {
+			if err := persistReady(s1, rd, n.View(), nil); err != nil {
 				// Fail-stop: nothing of this Ready leaves. Restart from disk.
 				crashes++
 				nodes["n1"] = restore()

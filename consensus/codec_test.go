@@ -128,6 +128,13 @@ func TestDecisionCodec(t *testing.T) {
 	if len(b) > MaxDecision {
 		t.Fatalf("decision is %d bytes > %d", len(b), MaxDecision)
 	}
+	// Without its notes (the agent's announcement) it fits serf's 512-byte
+	// user events with the name and msgpack's ~48 bytes of framing.
+	hint := d
+	hint.Change.Evidence.ProposerNote, hint.Change.Evidence.Notes = nil, nil
+	if hb, err := EncodeDecision(hint); err != nil || len(hb)+len("vigil-decision")+48 > 512 {
+		t.Fatalf("the announcement is %d bytes: %v", len(hb), err)
+	}
 	got, err := DecodeDecision(b)
 	if err != nil || !reflect.DeepEqual(got, d) || got.ID() != d.ID() {
 		t.Fatalf("round trip: %v %+v", err, got)

@@ -20,8 +20,9 @@ const (
 	MaxAcceptors  = 128  // acceptors of one instance; larger views always use a council
 	MaxViewSize   = 8192 // members of one view
 	MaxMessageLen = 1024 // encoded bytes of one Message (serf query limit)
-	// MaxDecision bounds one encoded Decision: it is announced as a serf
-	// user event, whose name ("vigil-decision") and payload share 512 bytes.
+	// MaxDecision bounds one encoded Decision, notes included. The agent
+	// announces decisions as serf user events (512 bytes with the name and
+	// msgpack's framing) without the notes: at most 399 bytes then.
 	MaxDecision = 490
 	// MaxNote bounds one acceptor's note of its evidence, and MaxNotes the
 	// notes a decided value carries (the first agreeing acceptors').
