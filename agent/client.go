@@ -107,11 +107,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return fmt.Errorf("agent at %s: reading the answer: %v", c.Addr, err)
 	}
 	if resp.StatusCode/100 != 2 {
-		var e ErrorResponse
-		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			return errors.New(e.Error)
-		}
-		return fmt.Errorf("agent at %s answered %s", c.Addr, resp.Status)
+		return c.answerError(resp, data)
 	}
 	if out != nil {
 		if err := json.Unmarshal(data, out); err != nil {
@@ -119,6 +115,16 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		}
 	}
 	return nil
+}
+
+// answerError is the error of a non-2xx answer: the API's message, or the
+// status.
+func (c *Client) answerError(resp *http.Response, data []byte) error {
+	var e ErrorResponse
+	if json.Unmarshal(data, &e) == nil && e.Error != "" {
+		return errors.New(e.Error)
+	}
+	return fmt.Errorf("agent at %s answered %s", c.Addr, resp.Status)
 }
 
 // explain says what a failed request means to the user.

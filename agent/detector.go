@@ -1215,12 +1215,18 @@ func (d *detector) eventMember(m consensus.Member) membership.Member {
 	if sm, ok := d.serfMember(m.Name); ok {
 		out = sm
 	}
-	if host, port, err := net.SplitHostPort(m.Addr); err == nil {
-		out.Addr = net.ParseIP(host)
-		p, _ := strconv.Atoi(port)
-		out.Port = uint16(p)
-	}
+	setAddr(&out, m.Addr)
 	return out
+}
+
+// setAddr sets m's address and port from "IP:PORT"; m keeps its own when
+// addr does not parse.
+func setAddr(m *membership.Member, addr string) {
+	if host, port, err := net.SplitHostPort(addr); err == nil {
+		m.Addr = net.ParseIP(host)
+		p, _ := strconv.Atoi(port)
+		m.Port = uint16(p)
+	}
 }
 
 // --- the periodic work ---

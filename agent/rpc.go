@@ -805,11 +805,7 @@ next:
 		m, known := gossip[info.Name]
 		if !known {
 			m = membership.Member{Name: info.Name, Tags: map[string]string{}}
-			if host, port, err := net.SplitHostPort(info.Addr); err == nil {
-				m.Addr = net.ParseIP(host)
-				p, _ := strconv.Atoi(port)
-				m.Port = uint16(p)
-			}
+			setAddr(&m, info.Addr)
 		}
 		st := serfStatus(info.Status, info.Gossip)
 		for k, re := range tagRe {
