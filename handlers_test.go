@@ -14,17 +14,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-project/vigil/engine"
 	"github.com/vigil-project/vigil/recovery"
 )
 
 const handlersDir = "testdata/handlers"
 
 // exampleJob is a confirmed failure of a PostgreSQL primary, as journaled.
-func exampleJob(epoch uint64, id string, tags map[string]string) recovery.Job {
-	return recovery.Job{
+func exampleJob(epoch uint64, id string, tags map[string]string) engine.Job {
+	return engine.Job{
 		ID: id, Epoch: epoch, Node: "db-1", Boot: "b0", Addr: "10.0.0.1:7946", Tags: tags,
 		Executor: "app-2", Proposer: "app-3", Votes: []string{"app-2", "app-3", "db-2"},
-		State: recovery.Pending,
+		State: engine.Pending,
 	}
 }
 

@@ -38,6 +38,8 @@ type importRule struct {
 	// nonStd, if not nil, lists the only non-standard-library
 	// dependencies allowed.
 	nonStd []string
+	// vigil lists the other vigil packages it may depend on (all pure).
+	vigil []string
 	// banImports may not be imported directly by a non-test file.
 	banImports []string
 	// pure: the non-test source must not read the clock, start timers or
@@ -57,6 +59,9 @@ var importRules = []importRule{
 		banImports: []string{"sync", "os", "math/rand", "math/rand/v2"}, pure: true},
 	{pkg: "consensus", banDeps: pureDeps, nonStd: []string{},
 		banImports: []string{"sync"}, pure: true},
+	// The engine is the whole agent's decisions over the three cores.
+	{pkg: "engine", banDeps: pureDeps, nonStd: []string{"gonum.org/v1/gonum/...", module + "/..."},
+		vigil: []string{"consensus", "scoring", "suspicion"}, banImports: []string{"sync", "os"}, pure: true},
 	// bbolt itself imports log, so only store's own imports are held to
 	// "no logger"; zerolog may not come in by any route.
 	{pkg: "store", banDeps: []string{"*zerolog*"},
@@ -83,7 +88,7 @@ func depProblem(r importRule, dep string, std bool) string {
 	switch {
 	case matchAny(r.banDeps, dep):
 		return "banned dependency " + dep
-	case matchPattern(module+"/...", dep) && dep != module+"/"+r.pkg:
+	case matchPattern(module+"/...", dep) && dep != module+"/"+r.pkg && !slices.Contains(r.vigil, strings.TrimPrefix(dep, module+"/")):
 		return "depends on vigil package " + dep
 	case !std && r.nonStd != nil && !matchAny(r.nonStd, dep) && dep != module+"/"+r.pkg:
 		return "non-standard-library dependency " + dep

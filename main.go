@@ -23,7 +23,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/vigil-project/vigil/agent"
-	"github.com/vigil-project/vigil/recovery"
+	"github.com/vigil-project/vigil/engine"
 )
 
 func main() {
@@ -221,7 +221,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			listCommand("scores", "the peers this agent probes, with their scores as it sees them", httpAddr, stdout,
 				func(c *cli.Context) ([]agent.Score, error) { return client(c).Scores(c.Context) }, printScores),
 			listCommand("recoveries", "the recovery journal: every confirmed failure, its executor, attempts and state", httpAddr, stdout,
-				func(c *cli.Context) ([]recovery.Job, error) { return client(c).Recoveries(c.Context) }, printRecoveries),
+				func(c *cli.Context) ([]engine.Job, error) { return client(c).Recoveries(c.Context) }, printRecoveries),
 			{
 				Name:  "keygen",
 				Usage: "print a new gossip encryption key for --encrypt",
@@ -519,7 +519,7 @@ func printScores(w io.Writer, ss []agent.Score) error {
 	return tw.Flush()
 }
 
-func printRecoveries(w io.Writer, jobs []recovery.Job) error {
+func printRecoveries(w io.Writer, jobs []engine.Job) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "EPOCH\tNODE\tSTATE\tEXECUTOR\tATTEMPTS\tLAST EXIT\tID")
 	for _, j := range jobs {

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-project/vigil/recovery"
+	"github.com/vigil-project/vigil/engine"
 )
 
 // recoveryRecorder writes a recovery handler that appends
@@ -81,18 +81,18 @@ func recoveryRuns(t *testing.T, dir string) map[string][]string {
 }
 
 // journal returns n's recovery journal.
-func (n *node) journal() ([]recovery.Job, error) {
+func (n *node) journal() ([]engine.Job, error) {
 	out, err := n.vigil("recoveries", "--format", "json")
 	if err != nil {
 		return nil, err
 	}
-	var jobs []recovery.Job
+	var jobs []engine.Job
 	return jobs, jsonUnmarshal(out, &jobs)
 }
 
-func waitJob(t *testing.T, n *node, subject string, state recovery.State, d time.Duration) recovery.Job {
+func waitJob(t *testing.T, n *node, subject string, state engine.JobState, d time.Duration) engine.Job {
 	t.Helper()
-	var job recovery.Job
+	var job engine.Job
 	waitFor(t, d, n.name+" journals the recovery of "+subject+" as "+string(state), func() error {
 		jobs, err := n.journal()
 		if err != nil {
@@ -121,14 +121,14 @@ func TestRecoveryRunsOncePerFailureOnTheNamedExecutor(t *testing.T) {
 		victim.kill()
 		waitAgreed(t, observer, victim.name, "failed", 90*time.Second)
 		// Every failure is journaled, with the executor of the decision.
-		var job recovery.Job
+		var job engine.Job
 		waitFor(t, 60*time.Second, fmt.Sprintf("failure %d of %s recovered", i+1, victim.name), func() error {
 			jobs, err := observer.journal()
 			if err != nil {
 				return err
 			}
 			for _, j := range jobs {
-				if j.Node == victim.name && !ids[j.ID] && j.State == recovery.Succeeded {
+				if j.Node == victim.name && !ids[j.ID] && j.State == engine.Succeeded {
 					job = j
 					return nil
 				}
@@ -193,7 +193,7 @@ func TestRecoveryTakeoverWhenTheExecutorDies(t *testing.T) {
 			break
 		}
 	}
-	job := waitJob(t, watcher, victim.name, recovery.Succeeded, 120*time.Second)
+	job := waitJob(t, watcher, victim.name, engine.Succeeded, 120*time.Second)
 	if len(job.Attempts) != 2 || job.Attempts[0].N != 1 || job.Attempts[0].Executor != exec ||
 		job.Attempts[1].N != 2 || job.Attempts[1].Executor == exec || job.Attempts[1].Executor != job.Executor {
 		t.Errorf("journal of %s: executor %s, attempts %+v; want 1 on %s, then 2 on the new executor", job.ID, job.Executor, job.Attempts, exec)
@@ -217,7 +217,7 @@ func TestRecoveryHandlerThatHangsIsKilledRetriedAndFails(t *testing.T) {
 	hang := writeScript(t, filepath.Join(dir, "hang.sh"), "echo trying; sleep 60\n")
 	nodes := startAgreedCluster(t, c, 4, dir, "--recovery-handler", hang, "--handler-timeout", "1s", "--recovery-retries", "2")
 	nodes[3].kill()
-	job := waitJob(t, nodes[0], nodes[3].name, recovery.Failed, 120*time.Second)
+	job := waitJob(t, nodes[0], nodes[3].name, engine.Failed, 120*time.Second)
 	if len(job.Attempts) != 3 {
 		t.Errorf("attempts %+v, want 3 (1 + 2 retries)", job.Attempts)
 	}
@@ -228,7 +228,7 @@ func TestRecoveryHandlerThatHangsIsKilledRetriedAndFails(t *testing.T) {
 			execNode = n
 		}
 	}
-	ej := waitJob(t, execNode, nodes[3].name, recovery.Failed, 30*time.Second)
+	ej := waitJob(t, execNode, nodes[3].name, engine.Failed, 30*time.Second)
 	for _, a := range ej.Attempts {
 		if !a.TimedOut || !strings.Contains(a.Output, "trying") || a.Ended.Sub(a.Started) > 20*time.Second {
 			t.Errorf("attempt %+v: want timed out after ~1s with its output", a)
@@ -247,7 +247,12 @@ func TestRemovedNodeRunsItsFenceHandler(t *testing.T) {
 	nodes := startAgreedCluster(t, c, 3, dir, "--fence-handler", fenceRecorder(t, dir))
 	p := nodes[2]
 	p.cmd.Process.Signal(syscall.SIGSTOP)
+	paused := time.Now()
 	waitAgreed(t, nodes[0], p.name, "failed", 60*time.Second)
+	// A paused node can be decided failed before its lease (--fence-after,
+	// 2 s) has run out: the recovery waits for the lease, not the decision.
+	// Stay paused past the lease so that it has run out on resume.
+	time.Sleep(time.Until(paused.Add(4 * time.Second)))
 	p.cmd.Process.Signal(syscall.SIGCONT)
 	// Back from the pause its lease has run out: it fences first thing,
 	// once (learning its removal a moment later does not fence it again).

@@ -18,7 +18,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/vigil-project/vigil/consensus"
 	"github.com/vigil-project/vigil/membership"
 	"github.com/vigil-project/vigil/recovery"
 	"github.com/vigil-project/vigil/store"
@@ -287,7 +286,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info().Str("node", a.cfg.NodeName).Str("boot", a.boot).
 		Str("gossip", net.JoinHostPort(a.cfg.BindIP, strconv.Itoa(a.cfg.BindPort))).
 		Str("http", a.cfg.HTTPAddr).Str("rpc", a.cfg.RPCAddr).Str("data_dir", a.cfg.DataDir).Bool("encrypted", a.mesh.Encrypted()).
-		Uint64("epoch", a.det.cn.Epoch()).Msg("agent running")
+		Uint64("epoch", a.det.eng.Epoch()).Msg("agent running")
 
 	retryErr := make(chan error, 1)
 	if len(a.cfg.RetryJoin) > 0 {
@@ -296,10 +295,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	probeT := time.NewTimer(time.Hour)
 	defer probeT.Stop()
 	a.det.probeTimer = probeT
+	a.det.armProber()
 	consT := time.NewTicker(consensusTick)
 	defer consT.Stop()
-	a.det.refreshMonitors()
-	a.resumeRecoveries()
 	wd := newNotifier()
 	defer wd.close()
 	ready := false
@@ -308,13 +306,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	var runErr error
 loop:
 	for {
-		// Every case that acts checks the lease first: a node back from a
-		// pause fences before it does anything else.
+		// Every input to the engine checks the lease first: a node back
+		// from a pause fences before it does anything else.
 		select {
 		case <-ctx.Done():
 			break loop
 		case r := <-a.requests:
-			a.det.checkLease(time.Now())
+			a.det.checkLease()
 			if r.leave {
 				leaveReq = &r
 				break loop
@@ -330,8 +328,18 @@ loop:
 				break loop
 			}
 		case <-a.mesh.Notify():
-			a.det.checkLease(time.Now())
-			for _, ev := range a.mesh.TakeEvents() {
+			a.det.checkLease()
+			evs := a.mesh.TakeEvents()
+			for _, ev := range evs {
+				if len(ev.Members) > 0 {
+					a.det.refreshMembers(time.Now())
+					break
+				}
+			}
+			for _, ev := range evs {
+				if a.fatalErr != nil {
+					break
+				}
 				a.handleEvent(ev)
 			}
 			for _, in := range a.det.msg.TakeInbound() {
@@ -347,21 +355,23 @@ loop:
 					a.det.onInbound(in)
 				}
 			}
-		case now := <-probeT.C:
-			a.det.checkLease(time.Now())
-			a.det.probeDue(now)
-			a.det.armProber()
+		case <-probeT.C:
+			// The time now, not the timer's: a tick from before a pause must
+			// not hide that the lease ran out during it.
+			a.det.eng.Probe(time.Now())
+			a.det.handle()
 		case r := <-a.det.probeCh:
-			a.det.checkLease(time.Now())
-			a.det.onProbe(r)
+			if a.det.eng.Monitors(r.Peer, r.Boot) {
+				a.metrics.observeProbe(r)
+			}
+			a.det.eng.Probed(time.Now(), r)
+			a.det.handle()
 		case r := <-a.det.burstCh:
-			a.det.checkLease(time.Now())
-			a.det.onBurst(r)
-		case now := <-consT.C:
-			a.det.checkLease(time.Now())
-			a.det.tick()
-			a.runDue(now)
-			if a.det.leaseValid(now) {
+			a.det.eng.Bursted(time.Now(), r)
+			a.det.handle()
+		case <-consT.C:
+			a.det.tick(time.Now())
+			if a.det.eng.LeaseValid(time.Now()) {
 				// See watchdog.go: ready once it first holds its lease, and
 				// fed only while it holds it.
 				if !ready {
@@ -371,13 +381,12 @@ loop:
 				wd.send("WATCHDOG=1")
 			}
 		case r := <-a.rec.reports:
-			a.det.checkLease(time.Now())
 			a.onRecoveryReport(r)
 		case c := <-a.rec.checked:
-			a.det.checkLease(time.Now())
-			a.onJournalChecked(c)
+			a.det.eng.JournalChecked(time.Now(), c)
+			a.det.handle()
 		case d := <-a.done:
-			a.det.checkLease(time.Now())
+			a.det.checkLease()
 			a.running--
 			a.logHandler(d)
 			a.answerQuery(d)
@@ -477,34 +486,6 @@ func (a *Agent) submit(ctx context.Context, r request) error {
 	}
 }
 
-// rejoin: this node read its own removal. It stops claiming membership
-// under the old boot id and comes back under a new one; the view adds it
-// again.
-func (a *Agent) rejoin(dec consensus.Decision) {
-	old := a.boot
-	boot, err := newBootID()
-	if err != nil {
-		a.log.Error().Err(err).Msg("cannot make a new boot id")
-		return
-	}
-	a.boot = boot
-	fenced := a.det.leaseFenced || a.det.wasFenced // this incarnation fenced already
-	a.det.wasFenced = false
-	if err := a.mesh.SetTags(a.ownTags()); err != nil {
-		a.log.Error().Err(err).Msg("cannot publish the new boot id")
-	}
-	if err := a.store.RecordBoot(store.Boot{ID: boot, Node: a.cfg.NodeName, Started: time.Now()}); err != nil {
-		a.fatal(fmt.Errorf("record the new boot: %w", err))
-	}
-	a.log.Warn().Str("old_boot", old).Str("boot", boot).Uint64("epoch", dec.Epoch+1).Str("id", dec.ID()).
-		Msg("this node was declared failed; rejoining under a new boot id")
-	if fenced {
-		a.stopRecoveries() // the fence handler ran when the lease ran out
-	} else {
-		a.fence("removed", dec.Epoch+1)
-	}
-}
-
 // consensusWire is the version of the consensus messages' encoding:
 // agents that encode them differently cannot decide together, so it is
 // part of the rules. 2: evidence notes in promises and values.
@@ -552,7 +533,8 @@ func (a *Agent) handleEvent(ev membership.Event) {
 			return
 		}
 		if ev.Name == DecisionEvent {
-			a.det.onDecisionEvent(ev.Payload)
+			a.det.eng.DecisionAnnounced(time.Now(), ev.Payload)
+			a.det.handle()
 		}
 		if !first {
 			a.log.Debug().Str("event", ev.Name).Uint64("ltime", ev.LTime).Msg("user event already handled")

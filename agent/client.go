@@ -16,7 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vigil-project/vigil/recovery"
+	"github.com/vigil-project/vigil/engine"
 )
 
 // Client talks to an agent's HTTP API.
@@ -201,7 +201,7 @@ func (c *Client) Scores(ctx context.Context) ([]Score, error) {
 }
 
 // Recoveries returns the recovery journal, oldest decision first.
-func (c *Client) Recoveries(ctx context.Context) ([]recovery.Job, error) {
-	var out []recovery.Job
+func (c *Client) Recoveries(ctx context.Context) ([]engine.Job, error) {
+	var out []engine.Job
 	return out, c.do(ctx, http.MethodGet, "/v1/recoveries", nil, &out)
 }

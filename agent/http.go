@@ -15,19 +15,6 @@ import (
 	"github.com/vigil-project/vigil/membership"
 )
 
-// MemberInfo is one row of `vigil members`, the JSON of GET /v1/members.
-type MemberInfo struct {
-	Name string `json:"name"`
-	Addr string `json:"addr"`
-	// Status is the agreed status: alive, suspect, failed, left, joining.
-	Status string `json:"status"`
-	// Gossip is serf's own status: alive, leaving, left, failed.
-	Gossip string            `json:"gossip"`
-	Epoch  uint64            `json:"epoch"`
-	Boot   string            `json:"boot"`
-	Tags   map[string]string `json:"tags"`
-}
-
 // Info is the JSON of GET /v1/info.
 type Info struct {
 	Node     string `json:"node"`
@@ -172,7 +159,7 @@ func readJSON(r *http.Request, v any) error {
 func (a *Agent) members(ctx context.Context) ([]MemberInfo, uint64, error) {
 	var ms []MemberInfo
 	var epoch uint64
-	err := a.inLoop(ctx, func() { ms, epoch = a.det.members(), a.det.cn.Epoch() })
+	err := a.inLoop(ctx, func() { ms, epoch = a.det.members(), a.det.eng.Epoch() })
 	return ms, epoch, err
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/vigil-project/vigil/consensus"
+	"github.com/vigil-project/vigil/engine"
 	"github.com/vigil-project/vigil/recovery"
 )
 
@@ -110,15 +111,15 @@ func bridgeGossip(reg *prometheus.Registry) error {
 	return gossipBridge.err
 }
 
-func (m *metrics) observeProbe(peer string, r probeResult) {
+func (m *metrics) observeProbe(r engine.ProbeResult) {
 	switch {
-	case r.miss:
+	case r.Miss:
 		m.probes.WithLabelValues("miss").Inc()
-	case r.late:
+	case r.Late:
 		m.probes.WithLabelValues("late").Inc()
 	default:
 		m.probes.WithLabelValues("reply").Inc()
-		m.probeRTT.WithLabelValues(peer).Observe(r.rtt.Seconds())
+		m.probeRTT.WithLabelValues(r.Peer).Observe(r.RTT.Seconds())
 	}
 }
 
@@ -219,9 +220,9 @@ func (s stateCollector) Collect(ch chan<- prometheus.Metric) {
 	var lease, fenced bool
 	var queued, running int
 	if err := a.inLoop(ctx, func() {
-		ms, epoch = a.det.members(), a.det.cn.Epoch()
-		scores = a.det.scores()
-		lease, fenced = a.det.leaseValid(time.Now()), a.det.leaseFenced || a.det.wasFenced
+		ms, epoch = a.det.members(), a.det.eng.Epoch()
+		scores = a.det.eng.Scores()
+		lease, fenced = a.det.eng.LeaseValid(time.Now()), a.det.eng.Fenced()
 		queued, running = len(a.queue), a.running
 	}); err != nil {
 		return // the agent is stopping: the scrape has the counters only

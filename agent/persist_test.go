@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/vigil-project/vigil/consensus"
+	"github.com/vigil-project/vigil/engine"
 	"github.com/vigil-project/vigil/store"
 )
 
@@ -63,7 +64,7 @@ func runFailStop(t *testing.T, failAt int) int {
 		t.Fatal(err)
 	}
 	defer func() { _ = s1.Close() }()
-	if err := persistReady(s1, consensus.Ready{Persist: &consensus.AcceptorState{Epoch: 1}, Snapshot: &v}, v, nil); err != nil {
+	if err := persistReady(s1, asEngine(consensus.Ready{Persist: &consensus.AcceptorState{Epoch: 1}, Snapshot: &v}, v)); err != nil {
 		t.Fatal(err)
 	}
 	armed = true
@@ -117,7 +118,7 @@ func runFailStop(t *testing.T, failAt int) int {
 		n := nodes[name]
 		rd := n.Ready()
 		if name == "n1" {
-			if err := persistReady(s1, rd, n.View(), nil); err != nil {
+			if err := persistReady(s1, asEngine(rd, n.View())); err != nil {
 				// Fail-stop: nothing of this Ready leaves. Restart from disk.
 				crashes++
 				nodes["n1"] = restore()
@@ -204,4 +205,14 @@ func runFailStop(t *testing.T, failAt int) int {
 		t.Fatalf("write %d failed but n1 never stopped", failAt)
 	}
 	return writes
+}
+
+// asEngine is what the engine makes of a consensus Ready that leads to
+// view v.
+func asEngine(rd consensus.Ready, v consensus.View) engine.Ready {
+	out := engine.Ready{Acceptor: rd.Persist, Decided: rd.Decided}
+	if rd.Snapshot != nil || len(rd.Decided) > 0 {
+		out.View = &v
+	}
+	return out
 }

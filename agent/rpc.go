@@ -828,7 +828,7 @@ func (a *Agent) stats(ctx context.Context) (map[string]map[string]string, error)
 	var counts map[string]int
 	handlers := map[string]string{}
 	if err := a.inLoop(ctx, func() {
-		epoch = a.det.cn.Epoch()
+		epoch = a.det.eng.Epoch()
 		counts = map[string]int{}
 		for _, m := range a.det.members() {
 			counts[m.Status]++

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/vigil-project/vigil/engine"
 )
 
 // DefaultOutputLimit is the number of bytes of combined stdout and stderr
@@ -313,4 +315,13 @@ func inGroup(gid int) bool {
 		}
 	}
 	return false
+}
+
+// Outcome is r as the recovery journal keeps it.
+func (r Result) Outcome() engine.Outcome {
+	o := engine.Outcome{Exit: r.ExitCode, TimedOut: r.TimedOut, Output: r.Output, Started: r.Started}
+	if r.Err != nil {
+		o.Err = r.Err.Error()
+	}
+	return o
 }

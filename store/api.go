@@ -118,6 +118,12 @@ func (s *Store) Model(peer string) (b []byte, err error) {
 	return b, err
 }
 
+// Models returns every model snapshot, by peer.
+func (s *Store) Models() (out map[string][]byte, err error) {
+	err = s.view(func(tx *Tx) error { out, err = tx.Models(); return err })
+	return out, err
+}
+
 // DeleteModel removes the model snapshot of peer.
 func (s *Store) DeleteModel(peer string) error {
 	return s.update(func(tx *Tx) error { return tx.DeleteModel(peer) })

@@ -393,6 +393,9 @@ func TestJobsModelsMeta(t *testing.T) {
 	if b, _ := s.Model("peer1"); string(b) != "gmm" {
 		t.Errorf("Model = %q", b)
 	}
+	if ms, err := s.Models(); err != nil || len(ms) != 1 || string(ms["peer1"]) != "gmm" {
+		t.Errorf("Models = %q, %v", ms, err)
+	}
 	if err := s.DeleteModel("peer1"); err != nil {
 		t.Fatal(err)
 	}

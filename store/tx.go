@@ -342,6 +342,16 @@ func (t *Tx) Model(peer string) ([]byte, error) {
 	return clone(t.bucket(bucketModels).Get([]byte(peer))), nil
 }
 
+// Models returns every model snapshot, by peer.
+func (t *Tx) Models() (map[string][]byte, error) {
+	out := map[string][]byte{}
+	err := t.bucket(bucketModels).ForEach(func(k, v []byte) error {
+		out[string(k)] = clone(v)
+		return nil
+	})
+	return out, err
+}
+
 // DeleteModel removes the model snapshot of peer; absent is not an error.
 func (t *Tx) DeleteModel(peer string) error {
 	if peer == "" {

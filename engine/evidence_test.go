@@ -1,4 +1,4 @@
-package agent
+package engine
 
 import (
 	"fmt"
@@ -14,11 +14,11 @@ func TestEvidenceNoteRoundTrip(t *testing.T) {
 		{Burst: true, State: "suspect", Misses: 300, Silence: time.Hour, Loss: 1, PFail: 0, Threshold: 1000},
 		{State: "healthy"},
 	} {
-		b := encodeNote(n)
+		b := EncodeNote(n)
 		if len(b) != consensus.MaxNote {
 			t.Fatalf("%d bytes", len(b))
 		}
-		got, ok := decodeNote(b)
+		got, ok := DecodeNote(b)
 		want := n
 		want.Misses = min(n.Misses, 255)
 		want.Silence = min(n.Silence, 65535*10*time.Millisecond)
@@ -28,7 +28,7 @@ func TestEvidenceNoteRoundTrip(t *testing.T) {
 		}
 	}
 	for _, bad := range [][]byte{nil, {1}, append([]byte{2}, make([]byte, 10)...), append([]byte{1, 3}, make([]byte, 9)...)} {
-		if _, ok := decodeNote(bad); ok {
+		if _, ok := DecodeNote(bad); ok {
 			t.Fatalf("%v decoded", bad)
 		}
 	}

@@ -1,0 +1,115 @@
+package engine
+
+import (
+	"time"
+
+	"github.com/vigil-project/vigil/consensus"
+)
+
+// checkLease renews or ends this node's lease on its membership
+// (consensus.LeaseExpiry) and fences the node the moment it runs out: the
+// majority may decide without it, and will start a recovery for it once
+// the lease has provably ended. Every input calls it first, so a node
+// back from a pause fences before it acts on anything else.
+func (e *Engine) checkLease() {
+	v, acc := e.current()
+	if m, ok := v.Lookup(e.self()); !ok || m.Boot != e.boot {
+		// Not a member under this incarnation (never added, removed, or
+		// restarted under a new boot id): nothing to hold until the view
+		// adds it.
+		e.leaseHeld, e.leaseFenced, e.leaseAcc = false, false, nil
+		return
+	}
+	self := false
+	contacts := make([]time.Time, 0, len(acc))
+	for _, m := range acc {
+		if m.Name == e.self() {
+			self = true
+			continue
+		}
+		contacts = append(contacts, e.acked[m.Name])
+	}
+	exp, _ := consensus.LeaseExpiry(e.now, contacts, self, consensus.QuorumSize(len(acc), e.cfg.Quorum), e.cfg.FenceAfter)
+	// A decision that changes the acceptors by one member (every member
+	// an acceptor) leaves a quorum of the old acceptors and one of the new
+	// sharing a member (as in Raft's single-server changes), so the lease
+	// the old view granted holds into the next one: a new member has not
+	// been pinged yet. A council seat passed on changes two members: no
+	// carry-over then. Never over two changes or a snapshot.
+	switch {
+	case v.Epoch == e.leaseEpoch:
+	case v.Epoch == e.leaseEpoch+1 && differByOne(e.leaseAcc, acc):
+		e.leasePrev = e.leaseOwn
+	default:
+		e.leasePrev = time.Time{}
+	}
+	if v.Epoch != e.leaseEpoch || e.leaseAcc == nil {
+		e.leaseAcc = make(map[string]bool, len(acc))
+		for _, m := range acc {
+			e.leaseAcc[m.Name] = true
+		}
+	}
+	e.leaseEpoch, e.leaseOwn = v.Epoch, exp
+	if e.leasePrev.After(exp) {
+		exp = e.leasePrev
+	}
+	e.leaseExpiry = exp
+	valid := e.now.Before(exp)
+	switch {
+	case valid && e.leaseFenced:
+		// The replies may come from members that have removed this node
+		// and not told it yet: until it has checked with the cluster, it
+		// runs no job it had not started (maybeRun asks first).
+		e.leaseFenced, e.wasFenced = false, true
+		e.log(Warn, "lease renewed: a quorum answers again and this node is still a member as far as it knows; what the fence handler stopped stays stopped",
+			"epoch", v.Epoch)
+	case valid:
+		e.leaseHeld = true
+	case e.leaseHeld && !e.leaseFenced:
+		e.leaseFenced = true
+		e.log(Warn, "lease expired: no quorum of the view answered within the lease; fencing",
+			"expired", exp, "lease", e.cfg.FenceAfter, "epoch", v.Epoch)
+		e.fence("lease-expired", v.Epoch)
+	}
+}
+
+// differByOne reports whether the acceptor set acc differs from prev by at
+// most one member, added or removed: then any quorum of one meets any
+// quorum of the other.
+func differByOne(prev map[string]bool, acc []consensus.Member) bool {
+	if prev == nil {
+		return false
+	}
+	diff, kept := 0, 0
+	for _, m := range acc {
+		if prev[m.Name] {
+			kept++
+		} else {
+			diff++
+		}
+	}
+	diff += len(prev) - kept
+	return diff <= 1
+}
+
+// LeaseValid reports whether this node holds its lease at now: only then
+// may it act for the cluster (run a recovery, feed a watchdog).
+func (e *Engine) LeaseValid(now time.Time) bool {
+	return e.leaseHeld && !e.leaseFenced && now.Before(e.leaseExpiry)
+}
+
+// Fenced reports whether this incarnation ran out of its lease.
+func (e *Engine) Fenced() bool { return e.leaseFenced || e.wasFenced }
+
+// Lease is when this node's lease ends (zero: it holds none).
+func (e *Engine) Lease() time.Time {
+	if !e.leaseHeld {
+		return time.Time{}
+	}
+	return e.leaseExpiry
+}
+
+// CheckLease is an input of its own: the caller calls it before it acts
+// on anything that is not an input (an API request), so that a node back
+// from a pause fences first.
+func (e *Engine) CheckLease(now time.Time) { e.step(now) }
