@@ -122,7 +122,7 @@ func (e *Engine) drain() {
 	}
 	// Each decision's view, and the evidence of the failures named with
 	// its acceptors: kept in the same write as the decisions.
-	befores := viewsBefore(e.cn.View(), rd.Decided)
+	befores := e.viewsBefore(rd.Decided)
 	for i, dec := range rd.Decided {
 		if k, b, ok := e.evidenceRecord(dec, befores[i]); ok {
 			e.setMeta(k, b)
@@ -139,6 +139,13 @@ func (e *Engine) drain() {
 	e.rd.Messages = append(e.rd.Messages, rd.Messages...)
 	if rd.Snapshot != nil {
 		e.log(Info, "installed the agreed view from a peer", "epoch", rd.Snapshot.Epoch, "members", len(rd.Snapshot.Members))
+		if m, ok := e.seen.Lookup(e.self()); ok && m.Boot == e.boot {
+			if m, ok := rd.Snapshot.Lookup(e.self()); !ok || m.Boot != e.boot {
+				// The view moved on without this incarnation while it was
+				// away: it was removed by a decision it never received.
+				e.rejoin(rd.Snapshot.Epoch, "")
+			}
+		}
 		for _, m := range rd.Snapshot.Members {
 			if st, ok := e.status[m.Name]; !ok || st.boot != m.Boot || st.status != "alive" {
 				e.status[m.Name] = agreed{status: "alive", epoch: rd.Snapshot.Epoch, boot: m.Boot, addr: m.Addr}
@@ -152,6 +159,7 @@ func (e *Engine) drain() {
 		e.log(Debug, "proposal given up: no quorum agreed, or another change won the epoch", "change", c.String())
 	}
 	if rd.Snapshot != nil || len(rd.Decided) > 0 {
+		e.seen = e.cn.View()
 		e.refreshMonitors()
 		// A new epoch: accusations may be proposed again at once.
 		for _, name := range e.sus.Names() {
@@ -161,10 +169,32 @@ func (e *Engine) drain() {
 }
 
 // viewsBefore returns, for each decision of a batch, the view it was
+// decided in: forward from the view this node held before the batch, or,
+// after a snapshot, back from the view after it (viewsBack).
+func (e *Engine) viewsBefore(decided []consensus.Decision) []consensus.View {
+	out := make([]consensus.View, 0, len(decided))
+	v := e.seen
+	for _, d := range decided {
+		if v.Epoch != d.Epoch {
+			return viewsBack(e.cn.View(), decided)
+		}
+		out = append(out, v)
+		next, err := v.Apply(d.Change)
+		if err != nil {
+			return viewsBack(e.cn.View(), decided)
+		}
+		v = next
+	}
+	return out
+}
+
+// viewsBack returns, for each decision of a batch, the view it was
 // decided in (its acceptors voted), going back from the view after the
 // batch: one Ready can carry several decisions (a catch-up), and the view
 // the node holds then is the last one's result.
-func viewsBefore(after consensus.View, decided []consensus.Decision) []consensus.View {
+// A member re-added under a new boot id is missing from the views it
+// gives (the old incarnation is not in the view after).
+func viewsBack(after consensus.View, decided []consensus.Decision) []consensus.View {
 	out := make([]consensus.View, len(decided))
 	v := after
 	for i := len(decided) - 1; i >= 0; i-- {
@@ -191,6 +221,8 @@ func (e *Engine) apply(dec consensus.Decision, before consensus.View) {
 	c := dec.Change
 	prev, hadPrev := e.status[c.Member.Name]
 	view := e.cn.View()
+	old, replaced := before.Lookup(c.Member.Name)
+	replaced = replaced && c.Kind == consensus.Add && old.Boot != c.Member.Boot
 	e.noteStatus(dec)
 	delete(e.pending, c.Member.String())
 	e.log(Info, "view change decided", "epoch", dec.Epoch+1, "change", c.String(), "id", dec.ID())
@@ -216,6 +248,9 @@ func (e *Engine) apply(dec consensus.Decision, before consensus.View) {
 	default:
 		typ = EventJoin
 	}
+	if c.Kind == consensus.Add && c.Member.Name == e.self() && c.Member.Boot == e.boot {
+		e.refreshJournal()
+	}
 	if c.Kind == consensus.Add && c.Member.Name != e.self() {
 		// A member just added was reachable to a quorum a moment ago;
 		// give it JoinGrace to settle before it can be accused.
@@ -224,6 +259,10 @@ func (e *Engine) apply(dec consensus.Decision, before consensus.View) {
 	ev := Event{Type: typ, Time: e.now, Member: c.Member}
 	e.deferred = append(e.deferred, deferredEvent{ev: ev, removesMe: c.Kind == consensus.Remove && c.Member.Name == e.self()})
 	e.flushDeferred()
+	if replaced {
+		// A restart under a new boot id: the old incarnation is gone.
+		e.onMemberRemoved(c.Member.Name, view)
+	}
 	if c.Kind == consensus.Remove {
 		if c.Reason == consensus.Failed {
 			e.noteFailure(c.Member.Name, e.now)
@@ -234,7 +273,7 @@ func (e *Engine) apply(dec consensus.Decision, before consensus.View) {
 		delete(e.scorers, c.Member.Name)
 		delete(e.verdicts, c.Member.Name)
 		if c.Member.Name == e.self() && c.Member.Boot == e.boot && c.Reason == consensus.Failed {
-			e.rejoin(dec)
+			e.rejoin(dec.Epoch+1, dec.ID())
 		}
 	}
 }
@@ -270,18 +309,19 @@ func (e *Engine) flushDeferred() {
 // rejoin: this node read its own removal. It stops claiming membership
 // under the old boot id and comes back under a new one; the view adds it
 // again.
-func (e *Engine) rejoin(dec consensus.Decision) {
+// epoch is the view epoch without it, id the decision (if it learned it).
+func (e *Engine) rejoin(epoch uint64, id string) {
 	old := e.boot
 	e.boot = e.newID()
 	e.rd.Boot, e.rd.Tags = e.boot, true
 	fenced := e.leaseFenced || e.wasFenced // this incarnation fenced already
 	e.wasFenced = false
 	e.log(Warn, "this node was declared failed; rejoining under a new boot id",
-		"old_boot", old, "boot", e.boot, "epoch", dec.Epoch+1, "id", dec.ID())
+		"old_boot", old, "boot", e.boot, "epoch", epoch, "id", id)
 	if fenced {
 		e.stopRecoveries() // the fence handler ran when the lease ran out
 	} else {
-		e.fence("removed", dec.Epoch+1)
+		e.fence("removed", epoch)
 	}
 }
 

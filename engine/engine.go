@@ -403,6 +403,8 @@ type Engine struct {
 	cluster   string
 	cn        *consensus.Node
 	ccfg      consensus.Config
+	// seen is the view as of the last decisions taken in (viewsBefore).
+	seen consensus.View
 	sus       *suspicion.Set
 	scorers   map[string]*scoring.Peer
 	models    map[string][]byte // stored models not loaded yet
@@ -512,6 +514,7 @@ func New(cfg Config, st State, now time.Time) (*Engine, error) {
 	if e.cn, err = consensus.NewNode(ccfg, cs); err != nil {
 		return nil, fmt.Errorf("restore consensus state: %w", err)
 	}
+	e.seen = e.cn.View()
 	sort.Slice(st.Jobs, func(i, j int) bool { return st.Jobs[i].Epoch < st.Jobs[j].Epoch })
 	for _, j := range st.Jobs {
 		j := j
@@ -728,7 +731,7 @@ func (e *Engine) bootstrapExpect() {
 	if err != nil {
 		panic(fmt.Sprintf("engine: a bootstrapped view is invalid: %v", err)) // our own invariant
 	}
-	e.cn = cn
+	e.cn, e.seen = cn, cn.View()
 	e.status[e.self()] = agreed{status: "alive", epoch: 1, boot: e.boot, addr: e.addr}
 	e.rd.Tags = true
 	e.refreshMonitors()

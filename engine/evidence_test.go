@@ -43,7 +43,7 @@ func TestViewsBeforeABatch(t *testing.T) {
 		{Epoch: 5, Change: consensus.Change{Kind: consensus.Remove, Reason: consensus.Failed, Member: m("n3"), Executor: "n1"}},
 		{Epoch: 6, Change: consensus.Change{Kind: consensus.Add, Reason: consensus.Joined, Member: m("n0")}},
 	}
-	got := viewsBefore(after, batch)
+	got := viewsBack(after, batch)
 	names := func(v consensus.View) (s []string) {
 		for _, x := range v.Members {
 			s = append(s, x.Name)

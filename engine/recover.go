@@ -134,13 +134,16 @@ func (e *Engine) runDue() {
 //
 // The new executor runs with the epoch of view as its fencing token, above
 // the old executor's, and only after the old executor's lease has ended.
+// A member that restarted under a new boot id counts as removed here: its
+// old incarnation's jobs go to another member (the new one may have lost
+// its journal with its data dir).
 func (e *Engine) onMemberRemoved(name string, view consensus.View) {
 	for _, jp := range e.sortedJobs() {
 		j := *jp
 		if j.State.Final() || j.Executor != name {
 			continue
 		}
-		next := Executor(viewNames(view), j.Node, e.ineligible)
+		next := Executor(viewNames(view), j.Node, func(o string) bool { return o == name || e.ineligible(o) })
 		if next == "" {
 			e.log(Error, "no member with a recovery handler is left to take the recovery over", "id", j.ID, "node", j.Node)
 			continue
@@ -152,6 +155,12 @@ func (e *Engine) onMemberRemoved(name string, view consensus.View) {
 		if name == e.self() && e.running[j.ID] {
 			// Removed while running it: stop at once.
 			e.kill(j.ID, "removed from the view: killing the recovery handler")
+		}
+		if next != e.self() && !e.checking[j.ID] {
+			// The outcome may be known to members this journal did not
+			// hear from (the old executor's report was lost to it).
+			e.checking[j.ID] = true
+			e.rd.AskJournal = append(e.rd.AskJournal, j.ID)
 		}
 		e.schedule(j, true)
 	}
@@ -201,7 +210,7 @@ func (e *Engine) JournalChecked(now time.Time, c JournalCheck) {
 		}
 		// A later takeover, or another executor for the same token, that
 		// this node has not heard of: it must not run the job.
-		if t := o.Job.FencingToken(); t > j.FencingToken() || t == j.FencingToken() && o.Job.Executor != j.Executor {
+		if t := o.Job.FencingToken(); j.Executor == e.self() && (t > j.FencingToken() || t == j.FencingToken() && o.Job.Executor != j.Executor) {
 			e.log(Warn, "a member's journal names another executor for this job: not running it",
 				"id", j.ID, "from", o.From, "executor", o.Job.Executor, "token", t)
 			return
@@ -210,6 +219,11 @@ func (e *Engine) JournalChecked(now time.Time, c JournalCheck) {
 	}
 	e.saveJob(j)
 	if j.State.Final() {
+		if j.Executor == e.self() {
+			// The members whose journals missed the outcome (it travels
+			// point to point, and the old executor is gone) learn it now.
+			e.replicate(j)
+		}
 		e.log(Info, "inherited recovery is over already: not running it", "id", j.ID, "state", string(j.State), "answered", len(c.Answered))
 		return
 	}
@@ -229,6 +243,19 @@ func (e *Engine) JournalChecked(now time.Time, c JournalCheck) {
 	}
 	e.log(Info, "inherited recovery is not over: running it", "id", j.ID, "answered", members, "attempt", j.NextAttempt())
 	e.startRunner(j)
+}
+
+// refreshJournal asks the cluster about the unfinished jobs this node
+// does not run, once the view has added it back: while it was out of the
+// view, executors did not send it their entries.
+func (e *Engine) refreshJournal() {
+	for _, j := range e.sortedJobs() {
+		if j.State.Final() || j.Executor == e.self() || e.checking[j.ID] {
+			continue
+		}
+		e.checking[j.ID] = true
+		e.rd.AskJournal = append(e.rd.AskJournal, j.ID)
+	}
 }
 
 // startRunner starts the runner of a job, if this node may act.
