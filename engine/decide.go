@@ -220,7 +220,12 @@ func (e *Engine) apply(dec consensus.Decision, before consensus.View) {
 	e.lastApplied = e.now
 	c := dec.Change
 	prev, hadPrev := e.status[c.Member.Name]
-	view := e.cn.View()
+	// The view this decision made: in a batch (a catch-up) the node's view
+	// is already the last one's, and every node must hand jobs over alike.
+	view, err := before.Apply(c)
+	if err != nil {
+		view = e.cn.View()
+	}
 	old, replaced := before.Lookup(c.Member.Name)
 	replaced = replaced && c.Kind == consensus.Add && old.Boot != c.Member.Boot
 	e.noteStatus(dec)
@@ -336,6 +341,7 @@ func (e *Engine) Tick(now time.Time) {
 	e.drain()
 	e.flushDeferred()
 	e.runDue()
+	e.recheckJournal()
 	// Membership changes are looked for when gossip changed, while a
 	// change waits to be proposed, and once a second otherwise.
 	if !e.membersDirty && len(e.pending) == 0 && e.cn.Epoch() > 0 && e.now.Sub(e.lastMembers) < time.Second {

@@ -404,12 +404,12 @@ type Engine struct {
 	cn        *consensus.Node
 	ccfg      consensus.Config
 	// seen is the view as of the last decisions taken in (viewsBefore).
-	seen consensus.View
-	sus       *suspicion.Set
-	scorers   map[string]*scoring.Peer
-	models    map[string][]byte // stored models not loaded yet
-	probes    map[string]*peerProbe
-	held      []consensus.Message // prepares waiting for a fresh verdict
+	seen    consensus.View
+	sus     *suspicion.Set
+	scorers map[string]*scoring.Peer
+	models  map[string][]byte // stored models not loaded yet
+	probes  map[string]*peerProbe
+	held    []consensus.Message // prepares waiting for a fresh verdict
 	// cur caches the view of one epoch and its acceptors (current).
 	cur struct {
 		epoch uint64
@@ -449,6 +449,10 @@ type Engine struct {
 	leaseEpoch          uint64
 	leaseOwn, leasePrev time.Time
 	leaseAcc            map[string]bool // the acceptors of leaseEpoch
+	// acks counts the updates of acked; leaseAcks is the count leaseOwn
+	// was computed at, leaseSolo that this node alone is a quorum.
+	acks, leaseAcks uint64
+	leaseSolo       bool
 	// wasFenced: this incarnation ran out of its lease once; its jobs are
 	// checked with the cluster before they run (maybeRun).
 	wasFenced   bool
@@ -459,6 +463,7 @@ type Engine struct {
 	running  map[string]bool
 	checking map[string]bool // inherited jobs being asked of the cluster
 	due      map[string]dueJob
+	recheck  map[string]time.Time // jobs to ask about again, from when
 	rd       Ready
 }
 
@@ -475,7 +480,7 @@ func New(cfg Config, st State, now time.Time) (*Engine, error) {
 		gossip: map[string]Member{}, bursting: map[string]bool{}, verdicts: map[string]cachedVerdict{},
 		status: map[string]agreed{}, pending: map[string]time.Time{}, acked: map[string]time.Time{},
 		failures: map[string][]time.Time{}, aliveSince: map[string]time.Time{}, aliveBoot: map[string]string{},
-		jobs: map[string]*Job{}, running: map[string]bool{}, checking: map[string]bool{}, due: map[string]dueJob{},
+		jobs: map[string]*Job{}, running: map[string]bool{}, checking: map[string]bool{}, due: map[string]dueJob{}, recheck: map[string]time.Time{},
 	}
 	var err error
 	if e.sus, err = suspicion.NewSet(cfg.Suspicion); err != nil {

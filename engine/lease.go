@@ -20,16 +20,26 @@ func (e *Engine) checkLease() {
 		e.leaseHeld, e.leaseFenced, e.leaseAcc = false, false, nil
 		return
 	}
-	self := false
-	contacts := make([]time.Time, 0, len(acc))
-	for _, m := range acc {
-		if m.Name == e.self() {
-			self = true
-			continue
+	// The expiry changes only with a new contact or a new view (or with
+	// the time itself when this node alone is a quorum): it is computed
+	// again only then.
+	var exp time.Time
+	if v.Epoch == e.leaseEpoch && e.acks == e.leaseAcks && e.leaseAcc != nil && !e.leaseSolo {
+		exp = e.leaseOwn
+	} else {
+		self := false
+		contacts := make([]time.Time, 0, len(acc))
+		for _, m := range acc {
+			if m.Name == e.self() {
+				self = true
+				continue
+			}
+			contacts = append(contacts, e.acked[m.Name])
 		}
-		contacts = append(contacts, e.acked[m.Name])
+		q := consensus.QuorumSize(len(acc), e.cfg.Quorum)
+		exp, _ = consensus.LeaseExpiry(e.now, contacts, self, q, e.cfg.FenceAfter)
+		e.leaseAcks, e.leaseSolo = e.acks, self && q == 1
 	}
-	exp, _ := consensus.LeaseExpiry(e.now, contacts, self, consensus.QuorumSize(len(acc), e.cfg.Quorum), e.cfg.FenceAfter)
 	// The lease the previous view granted holds into the next one, not
 	// renewed: the new acceptors may not have been pinged yet (a member
 	// just added, a council seat passed on). It is no more than a node

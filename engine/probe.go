@@ -223,6 +223,7 @@ func (e *Engine) Probed(now time.Time, r ProbeResult) {
 	e.step(now)
 	if !r.Miss && r.Sent.After(e.acked[r.Peer]) {
 		e.acked[r.Peer] = r.Sent // contact, for the lease
+		e.acks++
 		e.checkLease()
 	}
 	p, ok := e.probes[r.Peer]

@@ -4,4 +4,4 @@ package engine
 
 // simSeeds is how many seeds TestSimulation runs: fewer under the race
 // detector, which slows it tenfold; the build without it runs 10,000.
-const simSeeds = 200
+const simSeeds = 50

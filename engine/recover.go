@@ -227,22 +227,53 @@ func (e *Engine) JournalChecked(now time.Time, c JournalCheck) {
 		e.log(Info, "inherited recovery is over already: not running it", "id", j.ID, "state", string(j.State), "answered", len(c.Answered))
 		return
 	}
-	if j.Executor != e.self() || !v.Contains(e.self()) {
-		return
-	}
 	members := 0
 	for _, m := range v.Members {
 		if c.Answered[m.Name] {
 			members++
 		}
 	}
-	if need := consensus.QuorumSize(len(v.Members), e.cfg.Quorum); members < need {
+	need := consensus.QuorumSize(len(v.Members), e.cfg.Quorum)
+	if j.Executor != e.self() || !v.Contains(e.self()) {
+		if members < need && v.Contains(e.self()) {
+			// Too few answers to know the outcome: ask again later. (With
+			// a quorum's answers, an outcome none of them has reaches this
+			// journal when the executor sends it.)
+			e.recheck[j.ID] = e.now.Add(5 * JournalAskTimeout)
+		}
+		return
+	}
+	if members < need {
 		e.log(Warn, "too few members answered about an inherited recovery: asking again", "id", j.ID, "answered", members, "need", need)
 		e.maybeRun(j, true)
 		return
 	}
+	if d, ok := e.due[j.ID]; ok && e.now.Before(d.at) {
+		// Asked before this node became the executor: the job waits out
+		// the old executor's lease first, and is checked again then.
+		return
+	}
 	e.log(Info, "inherited recovery is not over: running it", "id", j.ID, "answered", members, "attempt", j.NextAttempt())
 	e.startRunner(j)
+}
+
+// recheckJournal asks again about the jobs whose last answers were too
+// few (JournalChecked).
+func (e *Engine) recheckJournal() {
+	ids := make([]string, 0, len(e.recheck))
+	for id, at := range e.recheck {
+		if !e.now.Before(at) {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		delete(e.recheck, id)
+		if j, ok := e.jobs[id]; ok && !j.State.Final() && !e.checking[id] {
+			e.checking[id] = true
+			e.rd.AskJournal = append(e.rd.AskJournal, id)
+		}
+	}
 }
 
 // refreshJournal asks the cluster about the unfinished jobs this node
@@ -276,6 +307,11 @@ func (e *Engine) Reported(now time.Time, r Report) {
 	e.step(now)
 	if r.Exited {
 		delete(e.running, r.ID)
+		if j, ok := e.jobs[r.ID]; ok && !j.State.Final() {
+			// Killed (fenced, or stopping) before the job was over: it runs
+			// again once this node may act, checked with the cluster first.
+			e.schedule(*j, true)
+		}
 		return
 	}
 	jp, ok := e.jobs[r.ID]

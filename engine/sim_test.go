@@ -33,6 +33,7 @@ var (
 	flagSimBase  = flag.Int64("sim.base", 1, "whole-agent simulation: first seed")
 	flagSimTrace = flag.Bool("sim.trace", false, "whole-agent simulation: print every event of a replayed seed")
 	flagSimLogs  = flag.Bool("sim.logs", false, "whole-agent simulation: with -sim.trace, the engines' log lines too")
+	flagSimDebug = flag.Bool("sim.debug", false, "whole-agent simulation: with -sim.logs, debug lines too")
 )
 
 // maxDrift is the clock-rate bound the lease assumes (consensus/lease.go:
@@ -70,8 +71,9 @@ type simEvent struct {
 	jc   JournalCheck
 	job  Job
 	rep  Report
-	fn   func() // evFault
+	fn   func()          // evFault
 	took map[string]bool // evPut: the members that answered "taken"
+	run  *simRunner      // evReport: the runner that scheduled it
 }
 
 type eventQueue []*simEvent
@@ -103,6 +105,7 @@ type simDisk struct {
 
 type simRunner struct {
 	node, inc int
+	attempt   int
 	job       string
 	token     uint64
 	started   time.Duration
@@ -140,6 +143,7 @@ type simulation struct {
 	loss     float64
 	dup      float64
 	cut      [][]bool
+	base     []time.Duration // per link a→b: index a*n+b
 	maxDelay time.Duration
 	trace    []string
 	tracing  bool
@@ -189,8 +193,11 @@ func (s *simulation) trueAt(n *simNode, l time.Time) time.Duration {
 	return time.Duration(float64(l.Sub(simEpoch)) / n.rate)
 }
 
-func (s *simulation) delay() time.Duration {
-	return 100*time.Microsecond + time.Duration(s.rnd.Int63n(int64(s.maxDelay)))
+// delay is one packet's time on the wire: a link's base delay, up to
+// maxDelay, and a small jitter (a LAN's round trips vary little).
+func (s *simulation) delay(a, b int) time.Duration {
+	base := s.base[a*len(s.nodes)+b]
+	return base + time.Duration(s.rnd.ExpFloat64()*float64(base/10))
 }
 
 // passes reports whether one packet from a reaches b.
@@ -341,7 +348,7 @@ func (s *simulation) handle(n *simNode) {
 	rd := n.eng.Ready()
 	if s.tracing && *flagSimLogs {
 		for _, l := range rd.Logs {
-			if l.Level >= Info {
+			if l.Level >= Info || *flagSimDebug {
 				s.tracef("%s: %s %v", n.name, l.Msg, l.Fields)
 			}
 		}
@@ -401,7 +408,7 @@ func (s *simulation) handle(n *simNode) {
 		}
 		for _, o := range s.nodes {
 			if o != n && o.up && s.passes(n.i, o.i) {
-				s.push(&simEvent{at: s.now + 10*s.delay(), kind: evAnnounce, node: o.i, inc: o.inc, data: ue.Payload})
+				s.push(&simEvent{at: s.now + 10*s.delay(n.i, o.i), kind: evAnnounce, node: o.i, inc: o.inc, data: ue.Payload})
 			}
 		}
 	}
@@ -435,7 +442,7 @@ func (s *simulation) replicate(n *simNode, inc int, r Replicate, took map[string
 		if took[o] || on == nil || !on.up || on.paused || !s.passes(n.i, on.i) || !s.passes(on.i, n.i) {
 			continue
 		}
-		s.push(&simEvent{at: s.now + s.delay(), kind: evPut, node: on.i, inc: on.inc, from: n.name, job: r.Job, took: took})
+		s.push(&simEvent{at: s.now + s.delay(n.i, on.i), kind: evPut, node: on.i, inc: on.inc, from: n.name, job: r.Job, took: took})
 	}
 	if len(took) < len(r.Others) && try < JournalPutTries {
 		s.push(&simEvent{at: s.now + JournalAskTimeout, kind: evFault, fn: func() { s.replicate(n, inc, r, took, try+1) }})
@@ -463,7 +470,7 @@ func (s *simulation) send(n *simNode, m consensus.Message) {
 	for c := 0; c < copies; c++ {
 		// The transport resends until acknowledged: a lost packet is
 		// resent; a cut link loses it for good.
-		at := s.now + s.delay()
+		at := s.now + s.delay(n.i, to.i)
 		for !s.passes(n.i, to.i) {
 			if s.cut[n.i][to.i] {
 				return
@@ -488,7 +495,7 @@ func (s *simulation) answers(a *simNode, b *simNode) (time.Duration, bool) {
 	if b == nil || !b.up || b.paused || !s.passes(a.i, b.i) || !s.passes(b.i, a.i) {
 		return 0, false
 	}
-	return s.delay() + s.delay(), true
+	return s.delay(a.i, b.i) + s.delay(b.i, a.i), true
 }
 
 func (s *simulation) ping(n *simNode, p Ping) {
@@ -560,7 +567,7 @@ func (s *simulation) startRunner(n *simNode, r Run) {
 	if last := s.lastRun[j.ID]; last != nil && last.node != n.i && j.FencingToken() <= last.token {
 		s.fail("%s takes %s over with token %d, not above %s's %d", n.name, j.ID, j.FencingToken(), s.nodes[last.node].name, last.token)
 	}
-	sr := &simRunner{node: n.i, inc: n.inc, job: j.ID, token: j.FencingToken(), started: s.now}
+	sr := &simRunner{node: n.i, inc: n.inc, attempt: r.First, job: j.ID, token: j.FencingToken(), started: s.now}
 	n.runners[j.ID] = sr
 	s.running[j.ID] = append(s.running[j.ID], sr)
 	s.lastRun[j.ID] = sr
@@ -568,21 +575,32 @@ func (s *simulation) startRunner(n *simNode, r Run) {
 	s.tracef("%s runs recovery %s of %s (token %d, attempt %d)", n.name, j.ID, j.Node, j.FencingToken(), r.First)
 	s.push(&simEvent{at: s.now, kind: evReport, node: n.i, inc: n.inc, rep: Report{ID: j.ID, N: r.First, Started: true}})
 	took := time.Duration(s.rnd.Int63n(int64(3 * time.Second)))
-	s.push(&simEvent{at: s.now + took, kind: evReport, node: n.i, inc: n.inc,
+	s.push(&simEvent{at: s.now + took, kind: evReport, node: n.i, inc: n.inc, run: sr,
 		rep: Report{ID: j.ID, N: r.First, Outcome: Outcome{Exit: 0}, Final: true}})
-	s.push(&simEvent{at: s.now + took, kind: evReport, node: n.i, inc: n.inc, rep: Report{ID: j.ID, Exited: true}})
+	s.push(&simEvent{at: s.now + took, kind: evReport, node: n.i, inc: n.inc, run: sr, rep: Report{ID: j.ID, Exited: true}})
 }
 
+// stopRunner ends a runner: killed, it reports its attempt ended with
+// no outcome, then its exit, as agent/'s runner does.
 func (s *simulation) stopRunner(n *simNode, id string) {
 	sr, ok := n.runners[id]
 	if !ok {
 		return
 	}
 	delete(n.runners, id)
-	rs := s.running[id]
+	if n.up {
+		s.push(&simEvent{at: s.now, kind: evReport, node: n.i, inc: n.inc,
+			rep: Report{ID: id, N: sr.attempt, Outcome: Outcome{Exit: -1, Err: "killed"}}})
+		s.push(&simEvent{at: s.now, kind: evReport, node: n.i, inc: n.inc, rep: Report{ID: id, Exited: true}})
+	}
+	s.dropRunner(sr)
+}
+
+func (s *simulation) dropRunner(sr *simRunner) {
+	rs := s.running[sr.job]
 	for k, o := range rs {
 		if o == sr {
-			s.running[id] = append(rs[:k:k], rs[k+1:]...)
+			s.running[sr.job] = append(rs[:k:k], rs[k+1:]...)
 			break
 		}
 	}
@@ -713,10 +731,16 @@ func (s *simulation) deliver(e *simEvent) {
 			e.took[n.name] = true
 		}
 	case evReport:
-		if e.rep.Exited {
-			s.stopRunner(n, e.rep.ID)
-		} else if _, ok := n.runners[e.rep.ID]; !ok {
-			return // killed: the runner reports its exit only
+		if e.run != nil {
+			// A report the runner scheduled when it started: void if it
+			// was killed since (stopRunner reported for it).
+			if n.runners[e.rep.ID] != e.run {
+				return
+			}
+			if e.rep.Exited {
+				delete(n.runners, e.rep.ID)
+				s.dropRunner(e.run)
+			}
 		}
 		n.eng.Reported(now, e.rep)
 	}
@@ -780,6 +804,10 @@ func newSimulation(seed int64, cfg simConfig, tracing bool) *simulation {
 		decided: map[uint64]consensus.Decision{}, views: map[uint64]string{}, accepted: map[string]map[string]bool{},
 		viewAt: map[uint64]consensus.View{}, running: map[string][]*simRunner{}, lastRun: map[string]*simRunner{},
 		crashed: map[string]bool{}, healthy: map[string]time.Duration{},
+	}
+	s.base = make([]time.Duration, cfg.n*cfg.n)
+	for k := range s.base {
+		s.base[k] = 50*time.Microsecond + time.Duration(s.rnd.Int63n(int64(s.maxDelay)))
 	}
 	s.cut = make([][]bool, cfg.n)
 	for i := range s.cut {
@@ -944,7 +972,7 @@ func (s *simulation) anyExecutor() bool {
 // one-way partitions, loss and duplication.
 func randomConfig(r *rand.Rand) simConfig {
 	sizes := []int{3, 3, 4, 5, 5, 5, 6, 7, 9, 12, 25}
-	cfg := simConfig{n: sizes[r.Intn(len(sizes))], duration: 30 * time.Second}
+	cfg := simConfig{n: sizes[r.Intn(len(sizes))], duration: 25 * time.Second}
 	if r.Intn(3) == 0 {
 		cfg.quorum = consensus.TwoThirds
 	}
@@ -958,9 +986,9 @@ func randomConfig(r *rand.Rand) simConfig {
 	if cfg.council > 0 && cfg.n > cfg.council {
 		acc = cfg.council
 	}
-	faulty := perm[:(acc-1)/2]
+	faulty := perm[:acc-consensus.QuorumSize(acc, cfg.quorum)]
 	for k, i := range faulty {
-		at := time.Duration(2+r.Intn(20)) * time.Second
+		at := time.Duration(2+r.Intn(15)) * time.Second
 		switch r.Intn(6) {
 		case 0:
 			cfg.faults = append(cfg.faults, simFault{at: at, kind: "crash", a: []int{i}})
@@ -993,7 +1021,7 @@ func randomConfig(r *rand.Rand) simConfig {
 
 // simQuiet is how long the simulation runs after the faults end before
 // it checks that the cluster has settled.
-const simQuiet = 60 * time.Second
+const simQuiet = 45 * time.Second
 
 func runSeed(seed int64, tracing bool) simResult {
 	r := rand.New(rand.NewSource(seed))
