@@ -16,8 +16,11 @@ run: build
 	./$(BIN) agent --node dev1 --bind 127.0.0.1:7946 --http-addr 127.0.0.1:7947 --data-dir $(DATA) --profile local --bootstrap
 
 # The serf CLI of the same module version: the tests of serf's tools run it.
+# Then the whole-agent simulation over 10,000 seeds, without the race
+# detector (which runs a few dozen of them above) and alone on the machine.
 test: testdeps lint serf
 	VIGIL_SERF_BIN=$(CURDIR)/$(SERF_BIN) $(GO) test -race -count=1 -timeout 60m ./...
+	$(GO) test -count=1 -timeout 40m -run 'TestSimulation$$' -v ./engine
 
 unit:
 	$(GO) test -race -count=1 -short ./...

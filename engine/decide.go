@@ -316,18 +316,17 @@ func (e *Engine) flushDeferred() {
 // again.
 // epoch is the view epoch without it, id the decision (if it learned it).
 func (e *Engine) rejoin(epoch uint64, id string) {
-	old := e.boot
-	e.boot = e.newID()
-	e.rd.Boot, e.rd.Tags = e.boot, true
-	fenced := e.leaseFenced || e.wasFenced // this incarnation fenced already
-	e.wasFenced = false
-	e.log(Warn, "this node was declared failed; rejoining under a new boot id",
-		"old_boot", old, "boot", e.boot, "epoch", epoch, "id", id)
-	if fenced {
+	if e.leaseFenced || e.wasFenced {
 		e.stopRecoveries() // the fence handler ran when the lease ran out
 	} else {
 		e.fence("removed", epoch)
 	}
+	old := e.boot
+	e.boot = e.newID()
+	e.rd.Boot, e.rd.Tags = e.boot, true
+	e.wasFenced = false
+	e.log(Warn, "this node was declared failed; rejoining under a new boot id",
+		"old_boot", old, "boot", e.boot, "epoch", epoch, "id", id)
 }
 
 // --- the periodic work ---
@@ -488,6 +487,11 @@ func (e *Engine) DecisionAnnounced(now time.Time, payload []byte) {
 		return
 	}
 	if dec.Epoch < e.cn.Epoch() {
+		return
+	}
+	if e.broken.trustAnnouncements && dec.Epoch == e.cn.Epoch() {
+		_ = e.cn.Learn(dec)
+		e.drain()
 		return
 	}
 	v := e.cn.View()

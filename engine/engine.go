@@ -246,6 +246,7 @@ type Replicate struct {
 type Fence struct {
 	Reason string // lease-expired, removed
 	Epoch  uint64
+	Boot   string // the incarnation that fences
 }
 
 // UserEvent asks the caller to send a serf user event (no coalescing).
@@ -465,6 +466,9 @@ type Engine struct {
 	due      map[string]dueJob
 	recheck  map[string]time.Time // jobs to ask about again, from when
 	rd       Ready
+	// broken switches safeguards off, for the tests that prove the
+	// simulation's checks can fail. Never set outside tests.
+	broken struct{ noRecoveryDelay, trustAnnouncements bool }
 }
 
 // New builds the engine from what the data dir holds, at now. With

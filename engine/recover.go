@@ -105,6 +105,9 @@ func (e *Engine) schedule(j Job, inherited bool) {
 		return
 	}
 	wait := consensus.RecoveryDelay(e.cfg.FenceAfter)
+	if e.broken.noRecoveryDelay {
+		wait = 0
+	}
 	e.due[j.ID] = dueJob{at: e.now.Add(wait), inherited: inherited}
 	e.log(Info, "recovery waits for the removed node's lease to end", "id", j.ID, "node", j.Node, "after", wait)
 }
@@ -416,5 +419,5 @@ func (e *Engine) stopRecoveries() {
 // its epoch is stale) and asks for the fence handler.
 func (e *Engine) fence(reason string, epoch uint64) {
 	e.stopRecoveries()
-	e.rd.Fences = append(e.rd.Fences, Fence{Reason: reason, Epoch: epoch})
+	e.rd.Fences = append(e.rd.Fences, Fence{Reason: reason, Epoch: epoch, Boot: e.boot})
 }

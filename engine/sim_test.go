@@ -127,6 +127,7 @@ type simNode struct {
 	fenced   map[string]time.Duration
 	runners  map[string]*simRunner
 	checked  uint64 // the epoch checkView last looked at
+	diskFail bool   // its next write fails
 	// queued holds the events that arrived while paused, in order.
 	queued []*simEvent
 }
@@ -163,6 +164,22 @@ type simulation struct {
 	msgs     int
 	bootIDs  int
 	healthy  map[string]time.Duration // name@boot → true time since it was up, reachable and unpaused
+	runFor   time.Duration
+	mutate   func(*Engine) // breaks each engine, to prove the checks can fail
+	starts   []simStart
+	fenceLog []simFenced
+}
+
+// simStart is a recovery runner that started; simFenced a fence.
+type simStart struct {
+	node string
+	job  Job
+	at   time.Duration
+}
+
+type simFenced struct {
+	node, boot, reason string
+	at                 time.Duration
 }
 
 func (s *simulation) tracef(format string, args ...any) {
@@ -265,6 +282,9 @@ func (s *simulation) start(n *simNode, quorum consensus.Quorum, council int) {
 		s.fail("restart %s: %v", n.name, err)
 		return
 	}
+	if s.mutate != nil {
+		s.mutate(e)
+	}
 	n.eng, n.up, n.paused, n.queued, n.probeAt, n.checked = e, true, false, nil, 0, 0
 	n.gossip = map[string]Member{}
 	n.runners = map[string]*simRunner{}
@@ -346,6 +366,13 @@ func (s *simulation) handle(n *simNode) {
 		return
 	}
 	rd := n.eng.Ready()
+	if n.diskFail && rd.MustPersist() {
+		// The write fails: the agent stops with nothing of this Ready done
+		// (fail-stop storage), like a crash.
+		s.tracef("%s: a write to the data dir fails: it stops", n.name)
+		s.crash(n)
+		return
+	}
 	if s.tracing && *flagSimLogs {
 		for _, l := range rd.Logs {
 			if l.Level >= Info || *flagSimDebug {
@@ -387,7 +414,8 @@ func (s *simulation) handle(n *simNode) {
 		s.stopRunner(n, id)
 	}
 	for _, f := range rd.Fences {
-		n.fenced[n.eng.Boot()] = s.now
+		n.fenced[f.Boot] = s.now
+		s.fenceLog = append(s.fenceLog, simFenced{node: n.name, boot: f.Boot, reason: f.Reason, at: s.now})
 		s.fences++
 		s.tracef("%s fences (%s, epoch %d)", n.name, f.Reason, f.Epoch)
 	}
@@ -572,9 +600,13 @@ func (s *simulation) startRunner(n *simNode, r Run) {
 	s.running[j.ID] = append(s.running[j.ID], sr)
 	s.lastRun[j.ID] = sr
 	s.runs++
+	s.starts = append(s.starts, simStart{node: n.name, job: j, at: s.now})
 	s.tracef("%s runs recovery %s of %s (token %d, attempt %d)", n.name, j.ID, j.Node, j.FencingToken(), r.First)
 	s.push(&simEvent{at: s.now, kind: evReport, node: n.i, inc: n.inc, rep: Report{ID: j.ID, N: r.First, Started: true}})
 	took := time.Duration(s.rnd.Int63n(int64(3 * time.Second)))
+	if s.runFor > 0 {
+		took = s.runFor
+	}
 	s.push(&simEvent{at: s.now + took, kind: evReport, node: n.i, inc: n.inc, run: sr,
 		rep: Report{ID: j.ID, N: r.First, Outcome: Outcome{Exit: 0}, Final: true}})
 	s.push(&simEvent{at: s.now + took, kind: evReport, node: n.i, inc: n.inc, run: sr, rep: Report{ID: j.ID, Exited: true}})
@@ -776,7 +808,13 @@ func (s *simulation) resume(n *simNode) {
 
 // simConfig is one seed's cluster and faults.
 type simConfig struct {
-	n        int
+	// executors, if set, says which nodes have a recovery handler (else a
+	// random three in four); runFor how long a recovery handler runs
+	// (else up to 3 s).
+	executors []bool
+	runFor    time.Duration
+	mutate    func(*Engine)
+	n         int
 	council  int
 	quorum   consensus.Quorum
 	duration time.Duration // of faults; a quiet minute follows
@@ -803,7 +841,7 @@ func newSimulation(seed int64, cfg simConfig, tracing bool) *simulation {
 		seed: seed, rnd: rand.New(rand.NewSource(seed)), tracing: tracing, maxDelay: 2 * time.Millisecond,
 		decided: map[uint64]consensus.Decision{}, views: map[uint64]string{}, accepted: map[string]map[string]bool{},
 		viewAt: map[uint64]consensus.View{}, running: map[string][]*simRunner{}, lastRun: map[string]*simRunner{},
-		crashed: map[string]bool{}, healthy: map[string]time.Duration{},
+		crashed: map[string]bool{}, healthy: map[string]time.Duration{}, runFor: cfg.runFor, mutate: cfg.mutate,
 	}
 	s.base = make([]time.Duration, cfg.n*cfg.n)
 	for k := range s.base {
@@ -818,6 +856,9 @@ func newSimulation(seed int64, cfg simConfig, tracing bool) *simulation {
 	for i := 0; i < cfg.n; i++ {
 		n := &simNode{i: i, name: fmt.Sprintf("n%02d", i+1), addr: fmt.Sprintf("10.0.0.%d:7946", i+1),
 			rate: 1 + (s.rnd.Float64()*2-1)*maxDrift, executor: s.rnd.Intn(4) != 0, fenced: map[string]time.Duration{}}
+		if cfg.executors != nil {
+			n.executor = cfg.executors[i]
+		}
 		s.nodes = append(s.nodes, n)
 		members = append(members, consensus.Member{Name: n.name, Boot: fmt.Sprintf("b%d-%d", i, 1), Addr: n.addr})
 	}
@@ -879,6 +920,10 @@ func (s *simulation) begin(f simFault, cfg simConfig) {
 		s.loss = f.loss
 	case "dup":
 		s.dup = f.loss
+	case "diskfail":
+		for _, i := range f.a {
+			s.nodes[i].diskFail = true
+		}
 	}
 }
 
@@ -893,6 +938,15 @@ func (s *simulation) end(f simFault, cfg simConfig) {
 		for i := range s.cut {
 			for j := range s.cut[i] {
 				s.cut[i][j] = false
+			}
+		}
+	case "diskfail":
+		for _, i := range f.a {
+			n := s.nodes[i]
+			n.diskFail = false
+			if !n.up {
+				s.start(n, cfg.quorum, cfg.council)
+				s.push(&simEvent{at: s.now + time.Second, kind: evGossip, node: n.i, inc: n.inc})
 			}
 		}
 	case "loss":
@@ -989,7 +1043,9 @@ func randomConfig(r *rand.Rand) simConfig {
 	faulty := perm[:acc-consensus.QuorumSize(acc, cfg.quorum)]
 	for k, i := range faulty {
 		at := time.Duration(2+r.Intn(15)) * time.Second
-		switch r.Intn(6) {
+		switch r.Intn(7) {
+		case 6:
+			cfg.faults = append(cfg.faults, simFault{at: at, until: at + time.Duration(1+r.Intn(8))*time.Second, kind: "diskfail", a: []int{i}})
 		case 0:
 			cfg.faults = append(cfg.faults, simFault{at: at, kind: "crash", a: []int{i}})
 		case 1:
