@@ -20,7 +20,7 @@ run: build
 # detector (which runs a few dozen of them above) and alone on the machine.
 test: testdeps lint serf
 	VIGIL_SERF_BIN=$(CURDIR)/$(SERF_BIN) $(GO) test -race -count=1 -timeout 60m ./...
-	$(GO) test -count=1 -timeout 40m -run 'TestSimulation$$' -v ./engine
+	$(GO) test -count=1 -timeout 40m -run 'TestSimulation$$' -v ./engine -args -sim.seeds=10000
 
 unit:
 	$(GO) test -race -count=1 -short ./...

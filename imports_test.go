@@ -1,10 +1,10 @@
 package main
 
 // The import rules of STYLE.md ("Shape"), kept by one test in the way of
-// tailscale's tstest/deptest and pebble's internal/lint: scoring, suspicion
-// and consensus are deterministic cores (no network, gossip, storage,
-// logging, clock, goroutines or global rand), and store is an edge that
-// imports no other vigil package and takes no logger.
+// tailscale's tstest/deptest and pebble's internal/lint: scoring, suspicion,
+// consensus and the engine over them are deterministic cores (no network,
+// gossip, storage, logging, clock, goroutines or global rand), and store is
+// an edge that imports no other vigil package and takes no logger.
 
 import (
 	"bytes"

@@ -2,8 +2,9 @@
 
 package engine
 
-// simSeeds is how many seeds TestSimulation runs.
-const simSeeds = 10000
+// simSeeds is how many seeds TestSimulation runs by default; make test
+// runs 10,000 (-sim.seeds).
+const simSeeds = 300
 
 // scenarioSeeds is how many seeds each scenario of TestScenarios runs.
 const scenarioSeeds = 40

@@ -14,7 +14,6 @@ import (
 	"github.com/vigil-project/vigil/consensus"
 )
 
-
 func allExecutors(n int) []bool {
 	out := make([]bool, n)
 	for i := range out {
@@ -230,7 +229,7 @@ func TestScenarios(t *testing.T) {
 	t.Run("checks-can-fail", func(t *testing.T) {
 		for _, b := range []struct {
 			scenario, want string
-			mutate          func(*Engine)
+			mutate         func(*Engine)
 		}{
 			{"partition", "holds its lease", func(e *Engine) { e.broken.noRecoveryDelay = true }},
 			{"takeover", "holds its lease", func(e *Engine) { e.broken.noRecoveryDelay = true }},

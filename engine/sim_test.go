@@ -815,10 +815,10 @@ type simConfig struct {
 	runFor    time.Duration
 	mutate    func(*Engine)
 	n         int
-	council  int
-	quorum   consensus.Quorum
-	duration time.Duration // of faults; a quiet minute follows
-	faults   []simFault
+	council   int
+	quorum    consensus.Quorum
+	duration  time.Duration // of faults; a quiet minute follows
+	faults    []simFault
 }
 
 type simFault struct {
