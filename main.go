@@ -246,6 +246,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 	}
 	app.Commands = append(app.Commands, serfCommands(httpAddr, client, stdout)...)
 	app.Commands = append(app.Commands, docCommands(stdout)...)
+	app.Commands = append(app.Commands, simulateCommand(stdout))
 	// Every client command (those with --http-addr) also takes the token
 	// and the CA of the agent's API.
 	for _, cmd := range app.Commands {

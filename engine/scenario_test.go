@@ -14,14 +14,6 @@ import (
 	"github.com/vigil-project/vigil/consensus"
 )
 
-func allExecutors(n int) []bool {
-	out := make([]bool, n)
-	for i := range out {
-		out[i] = true
-	}
-	return out
-}
-
 type scenario struct {
 	name string
 	cfg  simConfig
@@ -42,6 +34,7 @@ func runScenario(t *testing.T, sc scenario) {
 func scenarioError(sc scenario, seeds int64) string {
 	for seed := int64(1); seed <= seeds; seed++ {
 		s := newSimulation(seed, sc.cfg, *flagSimTrace)
+		s.logs, s.debug = *flagSimLogs, *flagSimDebug
 		if sc.setup != nil {
 			sc.setup(s)
 		}
@@ -164,6 +157,54 @@ func TestScenarios(t *testing.T) {
 				return fmt.Errorf("forged decisions changed something: %d decided, %d recoveries", len(s.decided), len(s.starts))
 			}
 			return nil
+		},
+	}, {
+		// A recovery report heard from a member that is not the job's
+		// executor (a forged "recovery-done") changes no journal: the job
+		// still runs, once.
+		name: "forged-report",
+		cfg: simConfig{n: 5, executors: allExecutors(5), duration: 30 * time.Second, faults: []simFault{
+			{at: cut, kind: "crash", a: []int{4}},
+		}},
+		setup: func(s *simulation) {
+			s.push(&simEvent{at: 7 * time.Second, kind: evFault, fn: func() {
+				for _, j := range s.nodes[0].eng.Jobs() {
+					forged := j
+					forged.State = Succeeded
+					for _, n := range s.nodes {
+						if n.up && n.name != j.Executor {
+							other := "n02"
+							if j.Executor == other {
+								other = "n03"
+							}
+							s.push(&simEvent{at: s.now, kind: evPut, node: n.i, inc: -1, from: other, job: forged, took: map[string]bool{}})
+						}
+					}
+				}
+			}})
+		},
+		check: func(s *simulation) error {
+			if runs := s.startsFor("n05"); len(runs) != 1 {
+				return fmt.Errorf("n05's recovery ran %d times, want once despite a forged report", len(runs))
+			}
+			return nil
+		},
+	}, {
+		// A removal accepted by one acceptor before its proposer died is
+		// not decided when the proposer comes back half a minute later,
+		// against a node healthy since (the check of sim_test.go: no
+		// removal of a node everyone reached for 30 s).
+		name: "stale-accept",
+		cfg:  simConfig{n: 5, executors: allExecutors(5), duration: 60 * time.Second},
+		setup: func(s *simulation) {
+			crashAt := cut + 1500*time.Millisecond + time.Duration(s.rnd.Int63n(int64(1500*time.Millisecond)))
+			s.push(&simEvent{at: cut, kind: evFault, fn: func() { s.begin(simFault{kind: "cut", a: []int{2}, b: []int{0, 1, 3, 4}}, simConfig{}) }})
+			s.push(&simEvent{at: crashAt, kind: evFault, fn: func() { s.crash(s.nodes[1]) }})
+			s.push(&simEvent{at: cut + 3*time.Second, kind: evFault, fn: func() { s.end(simFault{kind: "cut"}, simConfig{}) }})
+			s.push(&simEvent{at: 45 * time.Second, kind: evFault, fn: func() {
+				s.start(s.nodes[1], 0, 0)
+				s.push(&simEvent{at: s.now + time.Second, kind: evGossip, node: 1, inc: s.nodes[1].inc})
+			}})
 		},
 	}, {
 		// A store write that fails stops the agent with nothing of it
