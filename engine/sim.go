@@ -115,7 +115,7 @@ type simNode struct {
 	gossipVer   uint64
 	memberCache Member
 	memberKey   string
-	diskFail bool   // its next write fails
+	diskFail    bool // its next write fails
 	// queued holds the events that arrived while paused, in order.
 	queued []*simEvent
 }
@@ -156,7 +156,7 @@ type simulation struct {
 	healthy  map[string]time.Duration // name@boot → true time since it was up, reachable and unpaused
 	// gossipVer counts the changes gossip would see (a start, crash,
 	// pause, cut, new boot id or cluster id).
-	gossipVer uint64
+	gossipVer  uint64
 	runFor     time.Duration
 	fenceAfter time.Duration
 	mutate     func(*Engine) // breaks each engine, to prove the checks can fail
@@ -168,8 +168,8 @@ type simulation struct {
 	latencies          []time.Duration
 	falseRemovals      int
 	pings, bytes       int
-	starts   []simStart
-	fenceLog []simFenced
+	starts             []simStart
+	fenceLog           []simFenced
 }
 
 // simStart is a recovery runner that started; simFenced a fence.
@@ -869,10 +869,10 @@ type simConfig struct {
 	// fenceAfter is every agent's lease (0: 2 s).
 	fenceAfter time.Duration
 	n          int
-	council   int
-	quorum    consensus.Quorum
-	duration  time.Duration // of faults; a quiet minute follows
-	faults    []simFault
+	council    int
+	quorum     consensus.Quorum
+	duration   time.Duration // of faults; a quiet minute follows
+	faults     []simFault
 }
 
 type simFault struct {
