@@ -199,23 +199,40 @@ func persistReady(s *store.Store, rd engine.Ready) error {
 	})
 }
 
-// handle carries out the engine's Ready: persist, then send, then act.
-// After a failed write nothing is done and the agent stops: the engine's
-// memory is ahead of the disk.
+// handle carries out the engine's Ready: stop what must stop, persist,
+// then send, then act. The kills and fences come first, whatever the
+// write does: they only stop things, and the majority counts on them. After
+// a failed write nothing else is done and the agent stops: the engine's
+// memory is ahead of the disk. (newDetector calls it before Run: the
+// engine's first Ready holds writes and log lines only, nothing spawned.)
 func (d *detector) handle() {
 	a := d.a
 	if a.fatalErr != nil {
 		return
 	}
 	rd := d.eng.Ready()
-	for _, l := range rd.Logs {
-		d.logLine(l)
+	for _, id := range rd.Kill {
+		if cancel, ok := a.rec.running[id]; ok {
+			cancel()
+		}
+	}
+	for _, f := range rd.Fences {
+		a.fence(f.Reason, f.Epoch)
 	}
 	if rd.MustPersist() {
 		if err := persistReady(a.store, rd); err != nil {
+			// What was decided was not kept: only the warnings are true.
+			for _, l := range rd.Logs {
+				if l.Level >= engine.Warn {
+					d.logLine(l)
+				}
+			}
 			a.fatal(fmt.Errorf("persist consensus state: %w", err))
 			return
 		}
+	}
+	for _, l := range rd.Logs {
+		d.logLine(l)
 	}
 	if rd.Boot != "" {
 		a.boot = rd.Boot
@@ -241,14 +258,6 @@ func (d *detector) handle() {
 	}
 	for _, m := range rd.Messages {
 		d.send(m)
-	}
-	for _, id := range rd.Kill {
-		if cancel, ok := a.rec.running[id]; ok {
-			cancel()
-		}
-	}
-	for _, f := range rd.Fences {
-		a.fence(f.Reason, f.Epoch)
 	}
 	if rd.Tags {
 		if err := a.mesh.SetTags(a.ownTags()); err != nil {
@@ -433,7 +442,7 @@ func (d *detector) ping(p engine.Ping) {
 			d.deliver(d.withLoad(r))
 		case <-t.C:
 			r.RTT, r.Miss = p.Timeout, true
-			d.deliver(r)
+			d.deliver(d.withLoad(r))
 			if x := <-done; x.err == nil {
 				r.RTT, r.Miss, r.Late = x.rtt, false, true
 				d.deliver(d.withLoad(r))
@@ -444,9 +453,6 @@ func (d *detector) ping(p engine.Ping) {
 
 // withLoad adds the load the peer's last ack carried.
 func (d *detector) withLoad(r engine.ProbeResult) engine.ProbeResult {
-	if r.Miss {
-		return r
-	}
 	if ld, ok := d.a.mesh.PeerLoad(r.Peer); ok {
 		r.Load = &engine.Load{CPU: ld.CPU / 100, Mem: ld.Mem / 100, Load1: ld.Load}
 	}
@@ -501,15 +507,18 @@ func (d *detector) tick(now time.Time) {
 			d.a.mesh.SetLoad(ld)
 		}
 	}
-	if now.Sub(d.lastMembers) >= time.Second {
+	if now.Sub(d.lastMembers) >= time.Second || d.eng.WantsMembers() {
 		d.refreshMembers(now)
 	}
 	d.eng.Tick(now)
 	d.handle()
 }
 
-// onInbound steps one consensus message from the mesh.
+// onInbound steps one consensus message from the mesh, with serf's member
+// list as it is now: a verdict reads whether its subject is leaving, and
+// serf raises no event for that.
 func (d *detector) onInbound(in membership.Inbound) {
+	d.refreshMembers(time.Now())
 	d.eng.Message(time.Now(), in.From, in.Payload)
 	d.handle()
 }

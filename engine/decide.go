@@ -365,6 +365,13 @@ func (e *Engine) Tick(now time.Time) {
 	e.proposeMembership()
 }
 
+// WantsMembers reports whether the engine should get serf's member list
+// at every tick, not once a second: a membership change waits to be
+// proposed, or a proposal is in flight.
+func (e *Engine) WantsMembers() bool {
+	return len(e.pending) > 0 || e.cn.Status().Phase != consensus.Idle
+}
+
 // proposeMembership proposes adding members gossip sees alive that the
 // view lacks (new nodes, and restarts under a new boot id), and removing
 // members that left. The member nearest the subject on the ring proposes

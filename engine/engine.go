@@ -462,6 +462,7 @@ type Engine struct {
 	// The recovery journal and the runners of the jobs this node executes.
 	jobs     map[string]*Job
 	running  map[string]bool
+	killed   map[string]bool // runners asked to stop that have not exited
 	checking map[string]bool // inherited jobs being asked of the cluster
 	due      map[string]dueJob
 	recheck  map[string]time.Time // jobs to ask about again, from when
@@ -484,7 +485,7 @@ func New(cfg Config, st State, now time.Time) (*Engine, error) {
 		gossip: map[string]Member{}, bursting: map[string]bool{}, verdicts: map[string]cachedVerdict{},
 		status: map[string]agreed{}, pending: map[string]time.Time{}, acked: map[string]time.Time{},
 		failures: map[string][]time.Time{}, aliveSince: map[string]time.Time{}, aliveBoot: map[string]string{},
-		jobs: map[string]*Job{}, running: map[string]bool{}, checking: map[string]bool{}, due: map[string]dueJob{}, recheck: map[string]time.Time{},
+		jobs: map[string]*Job{}, running: map[string]bool{}, killed: map[string]bool{}, checking: map[string]bool{}, due: map[string]dueJob{}, recheck: map[string]time.Time{},
 	}
 	var err error
 	if e.sus, err = suspicion.NewSet(cfg.Suspicion); err != nil {

@@ -89,3 +89,14 @@ func TestJobHandOver(t *testing.T) {
 		t.Fatalf("handover of a running attempt: %+v", k)
 	}
 }
+
+func TestProbeable(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"10.0.0.1:7946": true, "[::1]:7946": true, "host.example:1": true,
+		"10.0.0.1": false, ":7946": false, "10.0.0.1:0": false, "10.0.0.1:70000": false, "10.0.0.1:x": false, "": false,
+	} {
+		if got := probeable(addr); got != want {
+			t.Errorf("probeable(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}

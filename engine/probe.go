@@ -5,6 +5,8 @@ package engine
 
 import (
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/vigil-project/vigil/consensus"
@@ -126,11 +128,28 @@ func (e *Engine) refreshMonitors() {
 		if _, ok := e.probes[name]; ok {
 			continue
 		}
+		if !probeable(m.Addr) {
+			// No evidence can come from pings that cannot be sent: the
+			// member is not probed (nor suspected) by this node.
+			e.log(Warn, "cannot probe a member with this address", "member", name, "addr", m.Addr)
+			continue
+		}
 		e.probes[name] = &peerProbe{boot: m.Boot, addr: m.Addr, next: e.now, since: e.now, leaseOnly: lease[name]}
 		if !lease[name] {
 			e.sus.For(name, m.Boot).ResetProposals()
 		}
 	}
+}
+
+// probeable reports whether addr has the form HOST:PORT, with a port
+// of 1..65535, that the caller can ping.
+func probeable(addr string) bool {
+	i := strings.LastIndexByte(addr, ':')
+	if i <= 0 {
+		return false
+	}
+	port, err := strconv.Atoi(addr[i+1:])
+	return err == nil && port > 0 && port < 65536
 }
 
 // scorer is the scorer of peer name, from its stored model if it has one.

@@ -310,6 +310,7 @@ func (e *Engine) Reported(now time.Time, r Report) {
 	e.step(now)
 	if r.Exited {
 		delete(e.running, r.ID)
+		delete(e.killed, r.ID)
 		if j, ok := e.jobs[r.ID]; ok && !j.State.Final() {
 			// Killed (fenced, or stopping) before the job was over: it runs
 			// again once this node may act, checked with the cluster first.
@@ -395,9 +396,10 @@ func (e *Engine) JournalPut(now time.Time, from string, o Job) bool {
 }
 
 func (e *Engine) kill(id, why string) {
-	if !e.running[id] {
+	if !e.running[id] || e.killed[id] {
 		return
 	}
+	e.killed[id] = true
 	e.log(Warn, why, "id", id)
 	e.rd.Kill = append(e.rd.Kill, id)
 }
