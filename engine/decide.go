@@ -266,14 +266,14 @@ func (e *Engine) apply(dec consensus.Decision, before consensus.View) {
 	e.flushDeferred()
 	if replaced {
 		// A restart under a new boot id: the old incarnation is gone.
-		e.onMemberRemoved(c.Member.Name, view)
+		e.onMemberRemoved(c.Member.Name, view, c.Evidence.Proposer == e.self())
 	}
 	if c.Kind == consensus.Remove {
 		if c.Reason == consensus.Failed {
 			e.noteFailure(c.Member.Name, e.now)
 			e.onFailureDecided(dec, before)
 		}
-		e.onMemberRemoved(c.Member.Name, view)
+		e.onMemberRemoved(c.Member.Name, view, c.Evidence.Proposer == e.self())
 		e.sus.Remove(c.Member.Name)
 		delete(e.scorers, c.Member.Name)
 		delete(e.verdicts, c.Member.Name)
@@ -320,6 +320,13 @@ func (e *Engine) rejoin(epoch uint64, id string) {
 		e.stopRecoveries() // the fence handler ran when the lease ran out
 	} else {
 		e.fence("removed", epoch)
+	}
+	// The old incarnation's jobs may have been handed over by decisions
+	// this node never applied (a snapshot): none runs before the cluster
+	// was asked.
+	for id, d := range e.due {
+		d.inherited = true
+		e.due[id] = d
 	}
 	old := e.boot
 	e.boot = e.newID()

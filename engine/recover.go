@@ -140,7 +140,11 @@ func (e *Engine) runDue() {
 // A member that restarted under a new boot id counts as removed here: its
 // old incarnation's jobs go to another member (the new one may have lost
 // its journal with its data dir).
-func (e *Engine) onMemberRemoved(name string, view consensus.View) {
+//
+// The proposer of the decision (tell) sends each handed-over entry to its
+// new executor: a member that joined by snapshot after the job was
+// decided has no entry of it.
+func (e *Engine) onMemberRemoved(name string, view consensus.View, tell bool) {
 	for _, jp := range e.sortedJobs() {
 		j := *jp
 		if j.State.Final() || j.Executor != name {
@@ -158,6 +162,9 @@ func (e *Engine) onMemberRemoved(name string, view consensus.View) {
 		if name == e.self() && e.running[j.ID] {
 			// Removed while running it: stop at once.
 			e.kill(j.ID, "removed from the view: killing the recovery handler")
+		}
+		if tell && next != e.self() {
+			e.rd.Replicate = append(e.rd.Replicate, Replicate{Job: j, Others: []string{next}, Need: 1})
 		}
 		if next != e.self() && !e.checking[j.ID] {
 			// The outcome may be known to members this journal did not
@@ -380,6 +387,20 @@ func (e *Engine) JournalQuestion(id string) (Job, bool) { return e.Job(id) }
 func (e *Engine) JournalPut(now time.Time, from string, o Job) bool {
 	e.step(now)
 	jp, ok := e.jobs[o.ID]
+	if !ok && o.Executor == e.self() && e.cn.View().Contains(from) && e.cn.View().Contains(e.self()) && !o.State.Final() {
+		// A job handed to this node that it never heard of (it joined by
+		// snapshot after the decision), from a member of the view: it runs
+		// only after a quorum of the view was asked (inherited).
+		e.saveJob(o)
+		e.log(Info, "recovery handed over to this node by a member", "id", o.ID, "node", o.Node, "from", from)
+		e.schedule(o, true)
+		return true
+	}
+	if ok && jp.Executor == e.self() && o.Executor == e.self() {
+		// A handover this node knew of already: nothing to take, but the
+		// sender may stop sending.
+		return true
+	}
 	if !ok || jp.Executor != from {
 		executor := ""
 		if ok {

@@ -43,6 +43,9 @@ func scenarioError(sc scenario, seeds int64) string {
 			s.settled()
 		}
 		err := s.err
+		if err == "" {
+			err = s.unrecovered
+		}
 		if err == "" && sc.check != nil {
 			if e := sc.check(s); e != nil {
 				err = e.Error()

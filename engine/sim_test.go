@@ -98,7 +98,7 @@ func runSeed(seed int64, tracing bool) simResult {
 	if s.err == "" {
 		s.settled()
 	}
-	return simResult{err: s.err, trace: s.trace, falseR: s.falseRm, stats: fmt.Sprintf(
+	return simResult{err: s.err, unrecovered: s.unrecovered, trace: s.trace, falseR: s.falseRm, stats: fmt.Sprintf(
 		"%d nodes, %d decisions (%d failures), %d recovery runs, %d fences, %d messages", cfg.n, len(s.decided), s.removals, s.runs, s.fences, s.msgs)}
 }
 
@@ -112,6 +112,9 @@ func TestSimulation(t *testing.T) {
 		}
 		if res.err != "" {
 			t.Fatalf("seed %d: %s", *flagSimSeed, res.err)
+		}
+		if res.unrecovered != "" {
+			t.Logf("seed %d: known liveness gap: %s", *flagSimSeed, res.unrecovered)
 		}
 		t.Logf("seed %d: %s", *flagSimSeed, res.stats)
 		return
@@ -127,7 +130,7 @@ func TestSimulation(t *testing.T) {
 	next.Store(*flagSimBase)
 	last := *flagSimBase + int64(n)
 	var mu sync.Mutex
-	var failed []string
+	var failed, gaps []string
 	var wg sync.WaitGroup
 	start := time.Now()
 	for range runtime.GOMAXPROCS(0) {
@@ -139,16 +142,27 @@ func TestSimulation(t *testing.T) {
 				if seed >= last {
 					return
 				}
-				if res := runSeed(seed, false); res.err != "" {
-					mu.Lock()
+				res := runSeed(seed, false)
+				mu.Lock()
+				if res.err != "" {
 					failed = append(failed, fmt.Sprintf("seed %d: %s\n  replay: go test ./engine -run 'TestSimulation$' -sim.seed=%d -sim.trace -v", seed, res.err, seed))
-					mu.Unlock()
 				}
+				if res.unrecovered != "" {
+					gaps = append(gaps, fmt.Sprintf("seed %d: %s", seed, res.unrecovered))
+				}
+				mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
 	sort.Strings(failed)
+	sort.Strings(gaps)
+	// A decided failure that no journal ever saw recovered is a liveness
+	// gap (README's known gaps), reported here, not a failure: the safety
+	// checks above are what fails the test.
+	for _, g := range gaps {
+		t.Logf("known liveness gap, %s", g)
+	}
 	for _, f := range failed {
 		t.Error(f)
 	}
