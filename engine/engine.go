@@ -449,7 +449,7 @@ type Engine struct {
 	// when the view moved on by one decision: see checkLease.
 	leaseEpoch          uint64
 	leaseOwn, leasePrev time.Time
-	leaseAcc            map[string]bool // the acceptors of leaseEpoch
+	leaseSet            bool // leaseEpoch and leaseOwn hold for this incarnation
 	// acks counts the updates of acked; leaseAcks is the count leaseOwn
 	// was computed at, leaseSolo that this node alone is a quorum.
 	acks, leaseAcks uint64

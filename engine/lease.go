@@ -17,14 +17,14 @@ func (e *Engine) checkLease() {
 		// Not a member under this incarnation (never added, removed, or
 		// restarted under a new boot id): nothing to hold until the view
 		// adds it.
-		e.leaseHeld, e.leaseFenced, e.leaseAcc = false, false, nil
+		e.leaseHeld, e.leaseFenced, e.leaseSet = false, false, false
 		return
 	}
 	// The expiry changes only with a new contact or a new view (or with
 	// the time itself when this node alone is a quorum): it is computed
 	// again only then.
 	var exp time.Time
-	if v.Epoch == e.leaseEpoch && e.acks == e.leaseAcks && e.leaseAcc != nil && !e.leaseSolo {
+	if v.Epoch == e.leaseEpoch && e.acks == e.leaseAcks && e.leaseSet && !e.leaseSolo {
 		exp = e.leaseOwn
 	} else {
 		self := false
@@ -48,17 +48,12 @@ func (e *Engine) checkLease() {
 	// decision promptly. Never over two changes or a snapshot.
 	switch {
 	case v.Epoch == e.leaseEpoch:
-	case v.Epoch == e.leaseEpoch+1 && e.leaseAcc != nil:
+	case v.Epoch == e.leaseEpoch+1 && e.leaseSet:
 		e.leasePrev = e.leaseOwn
 	default:
 		e.leasePrev = time.Time{}
 	}
-	if v.Epoch != e.leaseEpoch || e.leaseAcc == nil {
-		e.leaseAcc = make(map[string]bool, len(acc))
-		for _, m := range acc {
-			e.leaseAcc[m.Name] = true
-		}
-	}
+	e.leaseSet = true
 	e.leaseEpoch, e.leaseOwn = v.Epoch, exp
 	if e.leasePrev.After(exp) {
 		exp = e.leasePrev

@@ -4,7 +4,8 @@ package engine
 // means for the peer's scorer and suspicion, and this observer's health.
 
 import (
-	"sort"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -200,12 +201,7 @@ func (e *Engine) NextProbe() time.Time {
 func (e *Engine) Probe(now time.Time) {
 	e.step(now)
 	calm := e.health().calm()
-	names := make([]string, 0, len(e.probes))
-	for name := range e.probes {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(e.probes)) {
 		p := e.probes[name]
 		if e.now.Before(p.next) || p.inflight >= maxInflight {
 			continue

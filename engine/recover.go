@@ -4,6 +4,8 @@ package engine
 // executor's runs, takeovers, and fencing.
 
 import (
+	"maps"
+	"slices"
 	"sort"
 	"time"
 
@@ -114,12 +116,7 @@ func (e *Engine) schedule(j Job, inherited bool) {
 
 // runDue starts the scheduled jobs whose wait is over.
 func (e *Engine) runDue() {
-	ids := make([]string, 0, len(e.due))
-	for id := range e.due {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	for _, id := range ids {
+	for _, id := range slices.Sorted(maps.Keys(e.due)) {
 		d := e.due[id]
 		if e.now.Before(d.at) {
 			continue
@@ -428,12 +425,7 @@ func (e *Engine) kill(id, why string) {
 // stopRecoveries kills every recovery handler this node runs: it may no
 // longer act for the cluster.
 func (e *Engine) stopRecoveries() {
-	ids := make([]string, 0, len(e.running))
-	for id := range e.running {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	for _, id := range ids {
+	for _, id := range slices.Sorted(maps.Keys(e.running)) {
 		e.kill(id, "fenced: killing the recovery handler")
 	}
 }
