@@ -18,6 +18,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/vigil-project/vigil/engine"
 	"github.com/vigil-project/vigil/membership"
 	"github.com/vigil-project/vigil/recovery"
 	"github.com/vigil-project/vigil/store"
@@ -296,6 +297,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer probeT.Stop()
 	a.det.probeTimer = probeT
 	a.det.armProber()
+	pingT := time.NewTimer(time.Hour)
+	pingT.Stop()
+	defer pingT.Stop()
+	a.det.pingTimer = pingT
 	consT := time.NewTicker(consensusTick)
 	defer consT.Stop()
 	wd := newNotifier()
@@ -342,6 +347,9 @@ loop:
 				}
 				a.handleEvent(ev)
 			}
+			if pongs := a.mesh.TakePongs(); len(pongs) > 0 {
+				a.det.onPongs(time.Now(), pongs)
+			}
 			for _, in := range a.det.msg.TakeInbound() {
 				if a.fatalErr != nil {
 					break
@@ -360,12 +368,10 @@ loop:
 			// not hide that the lease ran out during it.
 			a.det.eng.Probe(time.Now())
 			a.det.handle()
+		case <-pingT.C:
+			a.det.onPingTimer(time.Now())
 		case r := <-a.det.probeCh:
-			if a.det.eng.Monitors(r.Peer, r.Boot) {
-				a.metrics.observeProbe(r)
-			}
-			a.det.eng.Probed(time.Now(), r)
-			a.det.handle()
+			a.det.probed(time.Now(), []engine.ProbeResult{r})
 		case r := <-a.det.burstCh:
 			a.det.eng.Bursted(time.Now(), r)
 			a.det.handle()
@@ -488,8 +494,10 @@ func (a *Agent) submit(ctx context.Context, r request) error {
 
 // consensusWire is the version of the consensus messages' encoding:
 // agents that encode them differently cannot decide together, so it is
-// part of the rules. 2: evidence notes in promises and values.
-const consensusWire = 2
+// part of the rules. 2: evidence notes in promises and values. 3: the
+// prober pings on the point-to-point transport, which an agent of wire 2
+// does not answer.
+const consensusWire = 3
 
 // rules are the consensus rules this agent shares with every member
 // (membership.RulesTag): quorum, council size and wire version.

@@ -9,8 +9,10 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand"
 	"net"
+	"slices"
 	"strconv"
 	"time"
 
@@ -51,14 +53,19 @@ type detector struct {
 	probeCh chan engine.ProbeResult
 	burstCh chan engine.BurstResult
 	// probeTimer fires when the earliest probe is due; nil until Run.
-	probeTimer  *time.Timer
+	probeTimer *time.Timer
+	// pings are the pings sent and not over, by seq; pingTimer fires by
+	// pingDue, when the earliest of them times out (nil until Run).
+	pings       map[uint64]*pendingPing
+	pingTimer   *time.Timer
+	pingDue     time.Time
 	cpu         membership.CPUSampler
 	lastLoad    time.Time
 	lastMembers time.Time
 }
 
 func newDetector(a *Agent) (*detector, error) {
-	d := &detector{a: a, msg: a.mesh, probeCh: make(chan engine.ProbeResult, 256), burstCh: make(chan engine.BurstResult, 16)}
+	d := &detector{a: a, msg: a.mesh, pings: map[uint64]*pendingPing{}, probeCh: make(chan engine.ProbeResult, 256), burstCh: make(chan engine.BurstResult, 16)}
 	cs, decided, err := loadConsensus(a.store)
 	if err != nil {
 		return nil, err
@@ -404,51 +411,124 @@ func (d *detector) armProber() {
 	d.probeTimer.Reset(max(time.Until(next), 0))
 }
 
-// ping sends one ping and reports a miss at its timeout; an ack that comes
-// later (within memberlist's probe timeout) is reported as a late reply.
+// pendingPing is a ping sent and not over: its result is reported at its
+// pong or at its timeout, and a pong that comes after the timeout but
+// within memberlist's probe timeout is reported again as a late reply.
+type pendingPing struct {
+	p        engine.Ping
+	sent     time.Time
+	reported bool // the miss at the timeout is reported
+}
+
+// ping sends one ping on the point-to-point transport. Nothing waits for
+// it: its pong comes to the loop (onPongs), and the loop's ping timer
+// reports a miss at its timeout (onPingTimer).
 func (d *detector) ping(p engine.Ping) {
-	ip, port, ok := parseAddr(p.Addr)
-	if !ok {
+	if _, _, ok := parseAddr(p.Addr); !ok {
 		d.a.log.Warn().Str("member", p.Peer).Str("addr", p.Addr).Msg("cannot probe a member with this address")
-		d.a.spawn(func() {
-			d.deliver(engine.ProbeResult{Peer: p.Peer, Boot: p.Boot, Sent: time.Now(), RTT: p.Timeout, Miss: true, Timeout: p.Timeout})
-		})
+		d.missLater(p, time.Now())
 		return
 	}
+	sent := time.Now()
+	seq, err := d.a.mesh.SendPing(p.Addr)
+	if err != nil {
+		d.a.log.Warn().Err(err).Str("member", p.Peer).Msg("cannot send a ping")
+		d.missLater(p, sent)
+		return
+	}
+	d.pings[seq] = &pendingPing{p: p, sent: sent}
+	d.armPings(sent.Add(p.Timeout))
+}
+
+// missLater reports a ping that could not be sent as a miss, through the
+// loop: ping runs inside handle.
+func (d *detector) missLater(p engine.Ping, sent time.Time) {
 	d.a.spawn(func() {
-		type res struct {
-			rtt time.Duration
-			err error
-		}
-		done := make(chan res, 1)
-		sent := time.Now()
-		go func() {
-			rtt, err := d.a.mesh.Ping(p.Peer, ip, port)
-			// memberlist reads its clock for the send after the send: an ack
-			// handled before that gives a negative round trip. It was fast.
-			done <- res{max(rtt, 0), err}
-		}()
-		r := engine.ProbeResult{Peer: p.Peer, Boot: p.Boot, Sent: sent, Timeout: p.Timeout}
-		t := time.NewTimer(p.Timeout)
-		defer t.Stop()
-		select {
-		case x := <-done:
-			// An error: the ping could not be sent (or memberlist gave up),
-			// a miss counted as a full wait.
-			r.RTT, r.Miss = x.rtt, x.err != nil
-			if r.Miss {
-				r.RTT = p.Timeout
-			}
-			d.deliver(d.withLoad(r))
-		case <-t.C:
-			r.RTT, r.Miss = p.Timeout, true
-			d.deliver(d.withLoad(r))
-			if x := <-done; x.err == nil {
-				r.RTT, r.Miss, r.Late = x.rtt, false, true
-				d.deliver(d.withLoad(r))
-			}
-		}
+		d.deliver(engine.ProbeResult{Peer: p.Peer, Boot: p.Boot, Sent: sent, RTT: p.Timeout, Miss: true, Timeout: p.Timeout})
 	})
+}
+
+// armPings makes the ping timer fire by at.
+func (d *detector) armPings(at time.Time) {
+	if d.pingTimer == nil || (!d.pingDue.IsZero() && !at.Before(d.pingDue)) {
+		return
+	}
+	d.pingDue = at
+	d.pingTimer.Reset(max(time.Until(at), 0))
+}
+
+// lateWindow is how long after its send a pong still counts, as a late
+// reply: memberlist's probe timeout, as its own pings wait.
+func (d *detector) lateWindow(p *pendingPing) time.Duration {
+	return max(d.a.mesh.ProbeTimeout(), p.p.Timeout)
+}
+
+// onPongs reports the pings that were answered.
+func (d *detector) onPongs(now time.Time, pongs []membership.Pong) {
+	var rs []engine.ProbeResult
+	for _, pg := range pongs {
+		pp := d.pings[pg.Seq]
+		if pp == nil || pp.p.Peer != pg.From {
+			continue // over, or not from whom it was sent to
+		}
+		delete(d.pings, pg.Seq)
+		r := engine.ProbeResult{Peer: pp.p.Peer, Boot: pp.p.Boot, Sent: pp.sent, Timeout: pp.p.Timeout, RTT: max(pg.At.Sub(pp.sent), 0)}
+		if !pp.reported && r.RTT > r.Timeout {
+			// The timer had not fired yet: the miss first, as it would have.
+			miss := r
+			miss.RTT, miss.Miss = r.Timeout, true
+			rs = append(rs, miss)
+			pp.reported = true
+		}
+		r.Late = pp.reported
+		rs = append(rs, r)
+	}
+	d.probed(now, rs)
+}
+
+// onPingTimer reports the pings past their timeout as misses, forgets the
+// ones past the late window, and sets the timer for the next.
+func (d *detector) onPingTimer(now time.Time) {
+	d.pingDue = time.Time{}
+	var rs []engine.ProbeResult
+	var next time.Time
+	for _, seq := range slices.Sorted(maps.Keys(d.pings)) {
+		pp := d.pings[seq]
+		if !pp.reported && !now.Before(pp.sent.Add(pp.p.Timeout)) {
+			pp.reported = true
+			rs = append(rs, engine.ProbeResult{Peer: pp.p.Peer, Boot: pp.p.Boot, Sent: pp.sent, Timeout: pp.p.Timeout, RTT: pp.p.Timeout, Miss: true})
+		}
+		due := pp.sent.Add(pp.p.Timeout)
+		if pp.reported {
+			due = pp.sent.Add(d.lateWindow(pp))
+			if !now.Before(due) {
+				delete(d.pings, seq)
+				continue
+			}
+		}
+		if next.IsZero() || due.Before(next) {
+			next = due
+		}
+	}
+	if !next.IsZero() {
+		d.armPings(next)
+	}
+	d.probed(now, rs)
+}
+
+// probed feeds probe results to the engine and carries out its Ready.
+func (d *detector) probed(now time.Time, rs []engine.ProbeResult) {
+	if len(rs) == 0 {
+		return
+	}
+	for _, r := range rs {
+		r = d.withLoad(r)
+		if d.eng.Monitors(r.Peer, r.Boot) {
+			d.a.metrics.observeProbe(r)
+		}
+		d.eng.Probed(now, r)
+	}
+	d.handle()
 }
 
 // withLoad adds the load the peer's last ack carried.

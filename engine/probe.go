@@ -211,9 +211,17 @@ func (e *Engine) Probe(now time.Time) {
 		if p.leaseOnly {
 			p.next = e.now.Add(e.leaseProbeInterval())
 		} else if calm {
-			p.next = e.now.Add(e.cfg.Suspicion.ProbeInterval)
+			p.next = e.now.Add(e.cfg.Suspicion.IdleInterval)
 		} else {
-			p.next = e.now.Add(e.sus.For(name, p.boot).ProbeGap(e.elapsed()))
+			t := e.sus.For(name, p.boot)
+			gap := t.ProbeGap(e.elapsed())
+			if gap > e.cfg.Suspicion.ProbeInterval && (t.InGrace(e.elapsed()) || !e.scorer(name).Ready()) {
+				// A peer just added, or one whose model is still learning,
+				// gets the full rate: its timeout is not yet its own, and
+				// the sooner it answers in time the sooner its grace ends.
+				gap = e.cfg.Suspicion.ProbeInterval
+			}
+			p.next = e.now.Add(gap)
 		}
 		e.rd.Pings = append(e.rd.Pings, Ping{Peer: name, Boot: p.boot, Addr: p.addr, Timeout: timeout})
 	}

@@ -16,11 +16,8 @@ import (
 )
 
 // Consensus messages travel point to point, on the gossip port itself:
-// vigil wraps memberlist's UDP transport, takes the datagrams that start
-// with directMagic and hands every other one to memberlist. memberlist's
-// own packets start with a message type (< 16), an encryption version
-// (0 or 1) or its label marker (244), so the two never mix, and operators
-// open no new port.
+// vigil's transport (transport.go) takes the datagrams that start with
+// directMagic and hands every other one to memberlist.
 //
 // A datagram is
 //
@@ -38,12 +35,19 @@ import (
 // Every message is acknowledged by an ack frame of the same seq; the
 // sender repeats a message every retry until it is acknowledged or
 // its timeout passes (Resend). Consensus messages are idempotent.
+//
+// The prober's pings are frames too: a ping (empty payload) is answered at
+// once, on the transport's goroutine, by a pong of the same seq carrying
+// the 3-byte load (see Load). A ping is never sent again: a lost one is a
+// miss, which is the prober's evidence.
 const (
 	directMagic = 0xF6
 	flagSealed  = 1
 
-	kindMsg = 1
-	kindAck = 2
+	kindMsg  = 1
+	kindAck  = 2
+	kindPing = 3
+	kindPong = 4
 
 	// directRetry is how long a message waits for its ack before it is
 	// sent again, and directTimeout how long it is sent at all.
@@ -69,56 +73,9 @@ type DirectStats struct {
 	Received  uint64 `json:"received"`  // messages delivered to the agent
 	Duplicate uint64 `json:"duplicate"` // repeats received and dropped
 	Dropped   uint64 `json:"dropped"`   // malformed, unauthenticated, or over the queue's bound
-}
-
-// muxTransport is memberlist's NetTransport with vigil's datagrams taken
-// out of its packet stream.
-type muxTransport struct {
-	*memberlist.NetTransport
-	out     chan *memberlist.Packet
-	closing chan struct{} // Shutdown began: memberlist may no longer read out
-	closed  sync.Once
-	stop    chan struct{} // the transport is down: pump returns
-	stopped sync.Once
-	onFrame func(*memberlist.Packet)
-}
-
-func newMuxTransport(nt *memberlist.NetTransport, onFrame func(*memberlist.Packet)) *muxTransport {
-	return &muxTransport{NetTransport: nt, out: make(chan *memberlist.Packet), closing: make(chan struct{}), stop: make(chan struct{}), onFrame: onFrame}
-}
-
-// pump runs, on a goroutine of its own, until Shutdown: memberlist's packets go on to memberlist,
-// vigil's to onFrame.
-func (t *muxTransport) pump() {
-	in := t.NetTransport.PacketCh()
-	for {
-		select {
-		case <-t.stop:
-			return
-		case p := <-in:
-			if len(p.Buf) > 0 && p.Buf[0] == directMagic {
-				t.onFrame(p)
-				continue
-			}
-			select {
-			case t.out <- p:
-			case <-t.closing: // shutting down: nobody may read it
-			}
-		}
-	}
-}
-
-func (t *muxTransport) PacketCh() <-chan *memberlist.Packet { return t.out }
-
-// Shutdown closes the sockets first, as memberlist does: NetTransport's
-// readers block handing a packet over until somebody takes it, so pump
-// keeps taking them (and drops memberlist's once closing) until the
-// transport is down, and only then stops.
-func (t *muxTransport) Shutdown() error {
-	t.closed.Do(func() { close(t.closing) })
-	err := t.NetTransport.Shutdown()
-	t.stopped.Do(func() { close(t.stop) })
-	return err
+	Pings     uint64 `json:"pings"`     // the prober's pings sent
+	Pongs     uint64 `json:"pongs"`     // answers to them received
+	Answered  uint64 `json:"answered"`  // peers' pings answered
 }
 
 type outstanding struct {
@@ -143,6 +100,21 @@ type direct struct {
 	order []uint64 // seqs in out, oldest first (may hold acked ones)
 	seen  map[string]*recent
 	stats DirectStats
+	// aeads caches a cipher per key, so a frame costs no key schedule.
+	aeads map[string]cipher.AEAD
+
+	// loads gives this node's load to its pongs and keeps the peers';
+	// onPong takes a pong.
+	loads  *loads
+	onPong func(Pong)
+}
+
+// Pong is the answer to a ping sent with Mesh.SendPing. At is when its
+// datagram was read from the socket.
+type Pong struct {
+	Seq  uint64
+	From string
+	At   time.Time
 }
 
 type recent struct {
@@ -172,10 +144,27 @@ func newDirect(self string, keyring *memberlist.Keyring) *direct {
 		keyring: keyring,
 		// A random start: a restarted agent's seqs do not repeat the ones
 		// its peers remember from its last run.
-		seq:  binary.BigEndian.Uint64(b[:]) >> 1,
-		out:  map[uint64]*outstanding{},
-		seen: map[string]*recent{},
+		seq:   binary.BigEndian.Uint64(b[:]) >> 1,
+		out:   map[uint64]*outstanding{},
+		seen:  map[string]*recent{},
+		aeads: map[string]cipher.AEAD{},
 	}
+}
+
+// ping sends one ping frame to addr, the gossip address of the node named
+// to, and returns its seq. It is not kept: a lost ping is not sent again.
+func (d *direct) ping(addr string) (uint64, error) {
+	d.mu.Lock()
+	d.seq++
+	seq := d.seq
+	d.stats.Pings++
+	d.mu.Unlock()
+	frame, err := d.frame(kindPing, seq, nil)
+	if err != nil {
+		return 0, err
+	}
+	d.write(frame, addr)
+	return seq, nil
 }
 
 // send delivers payload to the node named to, and keeps it for Resend
@@ -267,12 +256,37 @@ func (d *direct) pending() int {
 func (d *direct) onFrame(p *memberlist.Packet) {
 	kind, seq, from, payload, err := d.open(p.Buf)
 	if err != nil {
-		d.mu.Lock()
-		d.stats.Dropped++
-		d.mu.Unlock()
+		d.drop()
 		return
 	}
 	switch kind {
+	case kindPing:
+		if len(payload) != 0 {
+			d.drop()
+			return
+		}
+		var load []byte
+		if d.loads != nil {
+			load = d.loads.AckPayload()
+		}
+		pong, err := d.frame(kindPong, seq, load)
+		if err != nil {
+			return
+		}
+		d.mu.Lock()
+		d.stats.Answered++
+		d.mu.Unlock()
+		d.write(pong, p.From.String())
+	case kindPong:
+		d.mu.Lock()
+		d.stats.Pongs++
+		d.mu.Unlock()
+		if ld, ok := decodeLoad(payload); ok && d.loads != nil {
+			d.loads.set(from, ld)
+		}
+		if d.onPong != nil {
+			d.onPong(Pong{Seq: seq, From: from, At: p.Timestamp})
+		}
 	case kindAck:
 		d.mu.Lock()
 		if o, ok := d.out[seq]; ok && o.to == from {
@@ -312,6 +326,34 @@ func (d *direct) onFrame(p *memberlist.Packet) {
 	}
 }
 
+// drop counts a frame dropped.
+func (d *direct) drop() {
+	d.mu.Lock()
+	d.stats.Dropped++
+	d.mu.Unlock()
+}
+
+// aead is the cipher of key, made once.
+func (d *direct) aead(key []byte) (cipher.AEAD, error) {
+	d.mu.Lock()
+	a, ok := d.aeads[string(key)]
+	d.mu.Unlock()
+	if ok {
+		return a, nil
+	}
+	a, err := gcm(key)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	if len(d.aeads) >= 16 { // keys rotated away: start over
+		clear(d.aeads)
+	}
+	d.aeads[string(key)] = a
+	d.mu.Unlock()
+	return a, nil
+}
+
 // frame builds a datagram, sealed when a keyring is set.
 func (d *direct) frame(kind byte, seq uint64, payload []byte) ([]byte, error) {
 	if len(d.self) > 255 {
@@ -326,7 +368,7 @@ func (d *direct) frame(kind byte, seq uint64, payload []byte) ([]byte, error) {
 	if d.keyring == nil {
 		return append([]byte{directMagic, 0}, body...), nil
 	}
-	aead, err := gcm(d.keyring.GetPrimaryKey())
+	aead, err := d.aead(d.keyring.GetPrimaryKey())
 	if err != nil {
 		return nil, err
 	}
@@ -357,7 +399,7 @@ func (d *direct) open(b []byte) (kind byte, seq uint64, from string, payload []b
 		head := b[:2]
 		var opened []byte
 		for _, k := range d.keyring.GetKeys() {
-			aead, err := gcm(k)
+			aead, err := d.aead(k)
 			if err != nil || len(body) < aead.NonceSize()+aead.Overhead() {
 				continue
 			}
@@ -378,7 +420,7 @@ func (d *direct) open(b []byte) (kind byte, seq uint64, from string, payload []b
 	kind = body[0]
 	seq = binary.BigEndian.Uint64(body[1:9])
 	n := int(body[9])
-	if len(body) < 10+n || n == 0 || (kind != kindMsg && kind != kindAck) {
+	if len(body) < 10+n || n == 0 || kind < kindMsg || kind > kindPong {
 		return 0, 0, "", nil, errFrame
 	}
 	from = string(body[10 : 10+n])

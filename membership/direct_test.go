@@ -198,3 +198,54 @@ func FuzzDirectOpen(f *testing.F) {
 		}
 	})
 }
+
+// A ping is answered at once with a pong of its seq carrying the
+// answerer's load; the pinger learns the load and gets the pong. A ping
+// with a payload, and pings under another key, are not answered.
+func TestDirectPingIsAnsweredWithLoad(t *testing.T) {
+	for _, key := range [][]byte{nil, bytes.Repeat([]byte{7}, 16)} {
+		w := &wire{rng: rand.New(rand.NewSource(1)), nodes: map[string]*direct{}, addrs: map[string]string{}}
+		a := w.add(t, "a", key)
+		b := w.add(t, "b", key)
+		a.loads, b.loads = newLoads(), newLoads()
+		b.loads.self = Load{CPU: 42, Mem: 7, Load: 1.5}.encode()
+		var pongs []Pong
+		a.onPong = func(p Pong) { pongs = append(pongs, p) }
+		seq, err := a.ping(w.addrs["b"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.flush()
+		if len(pongs) != 1 || pongs[0].Seq != seq || pongs[0].From != "b" {
+			t.Fatalf("key %v: pongs %+v, want one from b for seq %d", key != nil, pongs, seq)
+		}
+		if ld, ok := a.loads.peers["b"]; !ok || ld.CPU != 42 || ld.Mem != 7 || ld.Load != 1.5 {
+			t.Errorf("key %v: load of b %+v %v", key != nil, ld, ok)
+		}
+		if a.stats.Pings != 1 || a.stats.Pongs != 1 || b.stats.Answered != 1 {
+			t.Errorf("key %v: stats a %+v b %+v", key != nil, a.stats, b.stats)
+		}
+
+		// A "ping" with a payload is malformed: dropped, not answered.
+		f, err := a.frame(kindPing, 99, []byte("x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.queue = append(w.queue, wframe{w.addrs["a"], w.addrs["b"], f})
+		w.flush()
+		if len(pongs) != 1 || b.stats.Answered != 1 || b.stats.Dropped != 1 {
+			t.Errorf("key %v: a ping with a payload: pongs %d, stats %+v", key != nil, len(pongs), b.stats)
+		}
+	}
+	// A ping under another key, or none, is not answered.
+	w := &wire{rng: rand.New(rand.NewSource(1)), nodes: map[string]*direct{}, addrs: map[string]string{}}
+	a := w.add(t, "a", nil)
+	b := w.add(t, "b", bytes.Repeat([]byte{7}, 16))
+	if _, err := a.ping(w.addrs["b"]); err != nil {
+		t.Fatal(err)
+	}
+	w.flush()
+	if b.stats.Answered != 0 || b.stats.Dropped != 1 {
+		t.Errorf("an unsealed ping to a keyed agent: stats %+v", b.stats)
+	}
+}

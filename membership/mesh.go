@@ -141,6 +141,7 @@ type Mesh struct {
 	mu      sync.Mutex
 	queue   []Event
 	inbound []Inbound
+	pongs   []Pong
 }
 
 // CheckAddr reports whether s is written as "host[:port]", without
@@ -246,17 +247,13 @@ func Start(cfg Config) (*Mesh, error) {
 	}
 	lg := newStdLogger(cfg.Logger)
 	mc.Logger = lg
-	// memberlist's own UDP and TCP transport, with vigil's point-to-point
-	// datagrams taken out of it (see direct.go).
-	var nt *memberlist.NetTransport
-	// A port the kernel picks (0) may be free for UDP and taken for TCP:
+	// memberlist's UDP and TCP, with vigil's point-to-point datagrams
+	// taken out of the packet stream (see transport.go, direct.go).
+	var tr *transport
+	// A port the kernel picks (0) may be free for TCP and taken for UDP:
 	// try again, as memberlist does.
 	for try := 0; ; try++ {
-		nt, err = memberlist.NewNetTransport(&memberlist.NetTransportConfig{
-			BindAddrs: []string{cfg.BindAddr},
-			BindPort:  cfg.BindPort,
-			Logger:    lg,
-		})
+		tr, err = listen(cfg.BindAddr, cfg.BindPort, lg)
 		if err == nil {
 			break
 		}
@@ -265,7 +262,7 @@ func Start(cfg Config) (*Mesh, error) {
 		}
 	}
 	if cfg.BindPort == 0 {
-		mc.BindPort = nt.GetAutoBindPort()
+		mc.BindPort = tr.port()
 		if mc.AdvertisePort == 0 {
 			mc.AdvertisePort = mc.BindPort
 		}
@@ -281,11 +278,12 @@ func Start(cfg Config) (*Mesh, error) {
 	m.direct = newDirect(cfg.NodeName, mc.Keyring)
 	m.direct.addrOf = m.addrOf
 	m.direct.deliver = m.offerInbound
-	mux := newMuxTransport(nt, m.direct.onFrame)
+	m.direct.loads = m.loads
+	m.direct.onPong = m.offerPong
 	// A write that fails is a lost datagram: the message is sent again.
-	m.direct.write = func(b []byte, addr string) { _, _ = mux.WriteTo(b, addr) }
-	go mux.pump()
-	mc.Transport = mux
+	m.direct.write = func(b []byte, addr string) { _, _ = tr.WriteTo(b, addr) }
+	tr.start(m.direct.onFrame)
+	mc.Transport = tr
 	// Acks carry this node's load; see probe.go.
 	mc.Ping = m.loads
 	sc := serf.DefaultConfig()
@@ -311,7 +309,7 @@ func Start(cfg Config) (*Mesh, error) {
 	sc.QueryResponseSizeLimit = MaxMessage + 256
 	s, err := serf.Create(sc)
 	if err != nil {
-		_ = mux.Shutdown()
+		_ = tr.Shutdown()
 		return nil, explainStartError(cfg, err)
 	}
 	m.serf = s

@@ -56,12 +56,14 @@ func (l *loads) AckPayload() []byte {
 }
 
 func (l *loads) NotifyPingComplete(other *memberlist.Node, _ time.Duration, payload []byte) {
-	ld, ok := decodeLoad(payload)
-	if !ok {
-		return // an older or foreign peer: no load figures
+	if ld, ok := decodeLoad(payload); ok { // else an older or foreign peer: no load figures
+		l.set(other.Name, ld)
 	}
+}
+
+func (l *loads) set(name string, ld Load) {
 	l.mu.Lock()
-	l.peers[other.Name] = ld
+	l.peers[name] = ld
 	l.mu.Unlock()
 }
 
@@ -97,6 +99,35 @@ func (m *Mesh) Ping(name string, addr net.IP, port uint16) (time.Duration, error
 		return 0, err
 	}
 	return rtt, nil
+}
+
+// SendPing sends one of vigil's own pings to the member named name at its
+// gossip address addr (IP:PORT), on the point-to-point transport, and
+// returns its seq; it does not block. Its pong, if any, comes out of
+// TakePongs, and its load figures out of PeerLoad. A lost ping is not sent
+// again: it is a miss.
+func (m *Mesh) SendPing(addr string) (uint64, error) { return m.direct.ping(addr) }
+
+// TakePongs returns the pongs that arrived, oldest first.
+func (m *Mesh) TakePongs() []Pong {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	q := m.pongs
+	m.pongs = nil
+	return q
+}
+
+// offerPong queues a pong for the loop; beyond the queue's bound it is
+// dropped (a late answer, read as a miss).
+func (m *Mesh) offerPong(p Pong) {
+	m.mu.Lock()
+	if len(m.pongs) >= maxInbound {
+		m.mu.Unlock()
+		return
+	}
+	m.pongs = append(m.pongs, p)
+	m.mu.Unlock()
+	m.wake()
 }
 
 // ProbeTimeout is how long Ping waits for an ack.

@@ -19,6 +19,14 @@ type Config struct {
 	// ProbesWanted. Must be > 0.
 	ProbeInterval time.Duration
 
+	// IdleInterval is the time between pings to a peer that is Healthy
+	// with no current miss (default 500 ms): the idle cadence. The first
+	// miss turns the peer Urgent and the pings come Burst per
+	// ProbeInterval, so it adds at most IdleInterval − ProbeInterval to
+	// the time to the first miss after a crash, and saves most pings of
+	// an idle cluster. In [ProbeInterval, StaleAfter].
+	IdleInterval time.Duration
+
 	// Burst is the number of pings per ProbeInterval to a peer in doubt (a
 	// current miss, Suspect, Accused, or serf says failed), evenly spaced
 	// ProbeInterval/Burst apart (default 8, i.e. one every 25 ms). Must be ≥ 1.
@@ -115,8 +123,8 @@ type Config struct {
 	PenaltySilence time.Duration
 
 	// StaleAfter is the age of the last probe result beyond which Verdict
-	// reports fresh = false and ShouldPropose is false (default 500 ms).
-	// Must be ≥ ProbeInterval.
+	// reports fresh = false and ShouldPropose is false (default 750 ms).
+	// Must be ≥ IdleInterval.
 	StaleAfter time.Duration
 
 	// VerdictSilence is the least time since the last reply for Verdict to
@@ -153,6 +161,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		ProbeInterval:     200 * time.Millisecond,
+		IdleInterval:      500 * time.Millisecond,
 		Burst:             8,
 		SuspectMisses:     2,
 		SuspectPFail:      0.99,
@@ -172,7 +181,7 @@ func DefaultConfig() Config {
 		FlapHalfLife:      60 * time.Second,
 		PenaltyMisses:     3,
 		PenaltySilence:    125 * time.Millisecond,
-		StaleAfter:        500 * time.Millisecond,
+		StaleAfter:        750 * time.Millisecond,
 		VerdictSilence:    250 * time.Millisecond,
 		VerdictBurst:      10,
 		ProposeBackoff:    time.Second,
@@ -235,8 +244,10 @@ func (c Config) Validate() error {
 		return invalid("PenaltyMisses = %v, must be finite and ≥ 0", c.PenaltyMisses)
 	case c.PenaltySilence < 0:
 		return invalid("PenaltySilence = %v, must be ≥ 0", c.PenaltySilence)
-	case c.StaleAfter < c.ProbeInterval:
-		return invalid("StaleAfter (%v) must be ≥ ProbeInterval (%v)", c.StaleAfter, c.ProbeInterval)
+	case c.IdleInterval < c.ProbeInterval:
+		return invalid("IdleInterval (%v) must be ≥ ProbeInterval (%v)", c.IdleInterval, c.ProbeInterval)
+	case c.StaleAfter < c.IdleInterval:
+		return invalid("StaleAfter (%v) must be ≥ IdleInterval (%v)", c.StaleAfter, c.IdleInterval)
 	case c.VerdictSilence < 0:
 		return invalid("VerdictSilence = %v, must be ≥ 0", c.VerdictSilence)
 	case c.VerdictSilence > c.MinSilence:

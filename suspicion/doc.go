@@ -92,7 +92,7 @@
 // For each monitored peer, with the defaults:
 //
 //   - Send the next ping ProbeGap(now) after the previous one, asking again
-//     after every result: 200 ms (ProbeInterval) while the tracker is calm,
+//     after every result: 500 ms (IdleInterval) while the tracker is calm,
 //     25 ms (ProbeInterval / Burst, Burst = 8) while it is Urgent (a current
 //     miss, Suspect, Accused, or serf says failed). The first miss must
 //     switch to the burst rate at once, not at the next 200 ms round: the

@@ -10,8 +10,8 @@ import (
 )
 
 // The simulation drives one Tracker (one observer's view of one peer) with
-// the prober described in doc.go: one ping per ProbeInterval while the
-// tracker is calm, one per ProbeGap while it is urgent, results fed in the
+// the prober described in doc.go: one ping per ProbeGap, IdleInterval while
+// the tracker is calm and ProbeInterval/Burst while it is urgent, results fed in the
 // order they become known. Time is virtual; randomness is a seeded PCG.
 
 // link describes the peer and the path to it.

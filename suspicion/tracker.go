@@ -138,6 +138,10 @@ func (t *Tracker) Joined(now time.Duration) {
 // inGrace reports whether now is within the grace after Joined.
 func (t *Tracker) inGrace(now time.Duration) bool { return now < t.graceUntil }
 
+// InGrace reports whether the peer is still in its join grace: added, and
+// not yet answered in time.
+func (t *Tracker) InGrace(now time.Duration) bool { return t.inGrace(now) }
+
 // State returns the current state.
 func (t *Tracker) State() State { return t.state }
 
@@ -346,8 +350,12 @@ func (t *Tracker) Urgent() bool {
 }
 
 // ProbeGap returns the time from the last ping sent to the peer to the
-// next one: ProbeInterval / ProbesWanted(now).
+// next one: IdleInterval while it is not Urgent, ProbeInterval / Burst
+// while it is.
 func (t *Tracker) ProbeGap(now time.Duration) time.Duration {
+	if !t.Urgent() {
+		return t.cfg.IdleInterval
+	}
 	return t.cfg.ProbeInterval / time.Duration(t.ProbesWanted(now))
 }
 

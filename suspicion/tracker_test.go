@@ -32,6 +32,7 @@ func small() Config {
 	c.PenaltyMisses = 1
 	c.PenaltySilence = 0
 	c.ProbeInterval = 200 * ms
+	c.IdleInterval = 200 * ms
 	c.StaleAfter = 200 * ms
 	c.ProposeBackoff = time.Second
 	c.MaxProposeBackoff = 4 * time.Second
@@ -482,7 +483,8 @@ func TestValidate(t *testing.T) {
 		{"FlapHalfLife", func(c *Config) { c.FlapHalfLife = 0 }},
 		{"PenaltyMisses", func(c *Config) { c.PenaltyMisses = math.NaN() }},
 		{"PenaltySilence", func(c *Config) { c.PenaltySilence = -1 }},
-		{"StaleAfter", func(c *Config) { c.StaleAfter = c.ProbeInterval - 1 }},
+		{"IdleInterval", func(c *Config) { c.IdleInterval = c.ProbeInterval - 1 }},
+		{"StaleAfter", func(c *Config) { c.StaleAfter = c.IdleInterval - 1 }},
 		{"VerdictSilence", func(c *Config) { c.VerdictSilence = -1 }},
 		{"MinSilence", func(c *Config) { c.VerdictSilence = c.MinSilence + 1 }},
 		{"VerdictBurst", func(c *Config) { c.VerdictBurst = 0 }},
