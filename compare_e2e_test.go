@@ -6,7 +6,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -70,10 +69,11 @@ func TestFailoverVersusSerf(t *testing.T) {
 	t.Logf("vigil: %v (median %v)", roundAll(v), vm.Round(time.Millisecond))
 	t.Logf("serf:  %v (median %v)", roundAll(s), sm.Round(time.Millisecond))
 	t.Logf("ratio vigil/serf: %.2f", ratio)
-	if path := os.Getenv("VIGIL_BENCH_OUT"); path != "" {
-		line := fmt.Sprintf("failover n=%d runs=%d vigil_median=%v serf_median=%v ratio=%.2f\n", n, runs, vm.Round(time.Millisecond), sm.Round(time.Millisecond), ratio)
-		appendFile(t, path, line)
-	}
+	recordBench(t, "failover", benchRow{
+		Figure: fmt.Sprintf("kill -9 → member-failed handler, %d agents, median of %d runs (kill 0.5, 2, 4 s after the join)", n, runs),
+		Vigil:  vm.Round(10 * time.Millisecond).String(), Serf: sm.Round(10 * time.Millisecond).String(), Ratio: fmt.Sprintf("%.2f", ratio), Goal: "≤ 0.3",
+		Command: "VIGIL_BENCH=1 go test -run TestFailoverVersusSerf .",
+	})
 	// The promise is 0.4; the test asserts only what no slow machine can
 	// break: agreement must not be slower than serf's own timer.
 	if vm >= sm {
@@ -105,9 +105,11 @@ func TestLossVersusSerf(t *testing.T) {
 	nw2 := newNetwork(t, 5)
 	serfFalse := countSerfFalseFailures(t, nw2, loss, dur)
 	t.Logf("20%% loss each way on 5 hosts for %v: false member-failed handler runs: vigil %d, serf %d", dur, vigilFalse, serfFalse)
-	if path := os.Getenv("VIGIL_BENCH_OUT"); path != "" {
-		appendFile(t, path, fmt.Sprintf("loss p=%.2f dur=%v vigil_false=%d serf_false=%d\n", loss, dur, vigilFalse, serfFalse))
-	}
+	recordBench(t, "loss", benchRow{
+		Figure: fmt.Sprintf("false member-failed runs, 5 hosts, %.0f %% loss each way for %v", 100*loss, dur),
+		Vigil:  fmt.Sprint(vigilFalse), Serf: fmt.Sprint(serfFalse), Ratio: ratioOf(float64(vigilFalse), float64(serfFalse)), Goal: "0",
+		Command: "VIGIL_BENCH=1 go test -run TestLossVersusSerf .",
+	})
 	if vigilFalse > 0 {
 		t.Errorf("vigil ran member-failed %d times with nobody failing", vigilFalse)
 	}
@@ -119,19 +121,6 @@ func roundAll(ds []time.Duration) []time.Duration {
 		out[i] = d.Round(time.Millisecond)
 	}
 	return out
-}
-
-func appendFile(t *testing.T, path, line string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	f.WriteString(line)
 }
 
 // rssKiB reads a process's resident set size.
@@ -239,8 +228,13 @@ func TestMemoryVersusSerf(t *testing.T) {
 	pct := func(d time.Duration) float64 { return 100 * float64(d) / float64(window) }
 	t.Logf("CPU of 5 idle agents over %v: vigil %v (median %v, %.2f %% of a core), serf %v (median %v, %.2f %%), ratio %.1f",
 		window, cpu[:len(nodes)], vc, pct(vc), cpu[len(nodes):], scpu, pct(scpu), float64(vc)/float64(max(scpu, 10*time.Millisecond)))
-	if path := os.Getenv("VIGIL_BENCH_OUT"); path != "" {
-		appendFile(t, path, fmt.Sprintf("rss vigil_median_kib=%d serf_median_kib=%d ratio=%.2f\n", vm, sm, float64(vm)/float64(sm)))
-		appendFile(t, path, fmt.Sprintf("cpu_idle_60s vigil_median=%v serf_median=%v\n", vc, scpu))
-	}
+	const cmd = "VIGIL_BENCH=1 go test -run TestMemoryVersusSerf ."
+	recordBench(t, "cpu", benchRow{
+		Figure: fmt.Sprintf("idle CPU per agent, 5 agents, share of a core over %v (median)", window),
+		Vigil:  fmt.Sprintf("%.2f %%", pct(vc)), Serf: fmt.Sprintf("%.2f %%", pct(scpu)), Ratio: ratioOf(float64(vc), float64(scpu)), Goal: "≤ 0.5 % and ≤ 4 × serf", Command: cmd,
+	})
+	recordBench(t, "rss", benchRow{
+		Figure: "resident set per idle agent, 5 agents (median)",
+		Vigil:  fmt.Sprintf("%.1f MiB", float64(vm)/1024), Serf: fmt.Sprintf("%.1f MiB", float64(sm)/1024), Ratio: ratioOf(float64(vm), float64(sm)), Goal: "≤ 1.3", Command: cmd,
+	})
 }

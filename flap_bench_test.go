@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"testing"
 	"time"
 )
@@ -61,9 +60,13 @@ func TestFlappingIngressVersusSerf(t *testing.T) {
 	}
 	sc.stop()
 	t.Logf("serf: member-failed events about n5: %d, about healthy nodes: %d", about5, aboutOthers)
-	if path := os.Getenv("VIGIL_BENCH_OUT"); path != "" {
-		appendFile(t, path, fmt.Sprintf("flap vigil_failures=%d vigil_recoveries=%d vigil_others=%d serf_n5=%d serf_others=%d\n", failed/4, recovered/4, others, about5, aboutOthers))
-	}
+	const cmd = "VIGIL_BENCH=1 go test -run TestFlappingIngressVersusSerf ."
+	recordBench(t, "flap",
+		benchRow{Figure: "ingress of n5 dropped 10 s on, 10 s off, ×4: failures decided (serf: member-failed events) about n5", Vigil: fmt.Sprint(failed / 4), Serf: fmt.Sprint(about5),
+			Ratio: ratioOf(float64(failed/4), float64(about5)), Goal: "≤ 1", Command: cmd},
+		benchRow{Figure: "the same: recoveries of n5", Vigil: fmt.Sprint(recovered / 4), Serf: "—", Ratio: "—", Goal: "≤ 1", Command: cmd},
+		benchRow{Figure: "the same: member-failed about healthy nodes", Vigil: fmt.Sprint(others), Serf: fmt.Sprint(aboutOthers), Ratio: "—", Goal: "0", Command: cmd},
+	)
 	if failed/4 > 1 {
 		t.Errorf("n5 was decided failed %d times while flapping, want once", failed/4)
 	}

@@ -83,10 +83,14 @@ func TestScaleVersusSerf(t *testing.T) {
 	sm := medianDuration(sd)
 	t.Logf("serf: kill -9 → member-failed: median %v, max %v", sm.Round(time.Millisecond), maxDuration(sd).Round(time.Millisecond))
 	t.Logf("ratio vigil/serf (median kill → handler): %.2f", float64(vm)/float64(sm))
-	if path := os.Getenv("VIGIL_BENCH_OUT"); path != "" {
-		appendFile(t, path, fmt.Sprintf("scale n=%d idle=%v vigil_removals=%d vigil_accusations=%d serf_false_runs=%d vigil_median=%v serf_median=%v ratio=%.2f\n",
-			n, idle, removals, accusations, falseRuns, vm.Round(time.Millisecond), sm.Round(time.Millisecond), float64(vm)/float64(sm)))
-	}
+	cmd := fmt.Sprintf("VIGIL_BENCH=1 VIGIL_SCALE_N=%d VIGIL_SCALE_IDLE=%v go test -timeout 60m -run TestScaleVersusSerf .", n, idle)
+	recordBench(t, "scale",
+		benchRow{Figure: fmt.Sprintf("%d agents idle %v: member-failed runs about healthy nodes", n, idle), Vigil: fmt.Sprint(removals), Serf: fmt.Sprint(falseRuns), Ratio: "—", Goal: "0", Command: cmd},
+		benchRow{Figure: fmt.Sprintf("%d agents idle %v: accusations of healthy nodes", n, idle), Vigil: fmt.Sprint(accusations), Serf: "—", Ratio: "—", Goal: "0", Command: cmd},
+		benchRow{Figure: fmt.Sprintf("%d agents: kill -9 → member-failed handler, median", n), Vigil: vm.Round(10 * time.Millisecond).String(), Serf: sm.Round(10 * time.Millisecond).String(),
+			Ratio: fmt.Sprintf("%.2f", float64(vm)/float64(sm)), Goal: "≤ 0.3", Command: cmd},
+		benchRow{Figure: fmt.Sprintf("%d agents: survivors reporting it failed at one epoch", n), Vigil: fmt.Sprintf("%d epoch(s)", len(epochs)), Serf: "—", Ratio: "—", Goal: "1", Command: cmd},
+	)
 	if removals > 0 {
 		t.Errorf("%d member-failed handler runs about healthy agents while idle", removals)
 	}

@@ -211,7 +211,9 @@ func (e *Engine) Probe(now time.Time) {
 		if p.leaseOnly {
 			p.next = e.now.Add(e.leaseProbeInterval())
 		} else if calm {
-			p.next = e.now.Add(e.cfg.Suspicion.IdleInterval)
+			// No bursts while this node doubts itself: every peer once a
+			// round.
+			p.next = e.now.Add(e.cfg.Suspicion.ProbeInterval)
 		} else {
 			t := e.sus.For(name, p.boot)
 			gap := t.ProbeGap(e.elapsed())

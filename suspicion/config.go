@@ -20,11 +20,13 @@ type Config struct {
 	ProbeInterval time.Duration
 
 	// IdleInterval is the time between pings to a peer that is Healthy
-	// with no current miss (default 500 ms): the idle cadence. The first
-	// miss turns the peer Urgent and the pings come Burst per
-	// ProbeInterval, so it adds at most IdleInterval − ProbeInterval to
-	// the time to the first miss after a crash, and saves most pings of
-	// an idle cluster. In [ProbeInterval, StaleAfter].
+	// with no current miss: the idle cadence (default 200 ms, the same as
+	// ProbeInterval). The first miss turns the peer Urgent and the pings
+	// come Burst per ProbeInterval, so a longer one adds at most
+	// IdleInterval − ProbeInterval to the time to the first miss after a
+	// crash and saves pings of an idle cluster; but 500 ms doubled the
+	// simulated crash-to-decision time under 5 % loss (BENCHMARKS.md), so
+	// it is not the default. In [ProbeInterval, StaleAfter].
 	IdleInterval time.Duration
 
 	// Burst is the number of pings per ProbeInterval to a peer in doubt (a
@@ -161,7 +163,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		ProbeInterval:     200 * time.Millisecond,
-		IdleInterval:      500 * time.Millisecond,
+		IdleInterval:      200 * time.Millisecond,
 		Burst:             8,
 		SuspectMisses:     2,
 		SuspectPFail:      0.99,
