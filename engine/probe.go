@@ -263,10 +263,12 @@ func (e *Engine) Probed(now time.Time, r ProbeResult) {
 	}
 	sm := scoring.Sample{RTT: r.RTT, Miss: r.Miss}
 	if !p.lastReply.IsZero() {
-		// The gap is measured on the calm cadence: bursts to a doubted peer
-		// shorten it by our own doing, and a short gap is no evidence (it
-		// would keep the peer doubted, and bursting, for ever).
-		sm.Gap = max(e.now.Sub(p.lastReply), e.cfg.Suspicion.ProbeInterval)
+		// The gap is measured on the idle cadence: bursts to a doubted
+		// peer, and the round rate while its model learns, shorten it by
+		// our own doing, and a short gap is no evidence (it would keep the
+		// peer doubted, and bursting, for ever; and a model learned on
+		// short gaps would read every idle gap as an anomaly).
+		sm.Gap = max(e.now.Sub(p.lastReply), e.cfg.Suspicion.IdleInterval)
 	}
 	if r.Load != nil {
 		sm.Load = scoring.Load{CPU: r.Load.CPU, Mem: r.Load.Mem, Load1: r.Load.Load1}
