@@ -19,7 +19,7 @@ const (
 	TickInterval = 100 * time.Millisecond
 	// rankHeadStart is how long each observer of an accused peer lets the
 	// one before it in ring order propose first.
-	rankHeadStart = 2 * time.Second
+	rankHeadStart = time.Second
 	// MonitorK is how many peers each agent probes: its successors on the
 	// ring of the agreed view, so every member has MonitorK observers.
 	MonitorK = 5
