@@ -69,7 +69,7 @@ func ratioOf(a, b float64) string {
 // benchSummary renders the rows found in dir, in benchOrder, and the date.
 func benchSummary(dir string, now time.Time) (string, error) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s\n\nWritten by `make bench` on %s; each figure is from that run, serf's beside vigil's in the same test. The sections below are the record of earlier runs and of how each figure was reached.\n\n%s", benchBegin, now.UTC().Format("2006-01-02 15:04 MST"), benchHead)
+	fmt.Fprintf(&b, "%s\n\nWritten by `make bench` on %s from each benchmark's latest run; within a row, serf's figure is from the same test run as vigil's. The sections below are the record of earlier runs and of how each figure was reached.\n\n%s", benchBegin, now.UTC().Format("2006-01-02 15:04 MST"), benchHead)
 	rows := 0
 	for _, name := range benchOrder {
 		raw, err := os.ReadFile(filepath.Join(dir, name+".tsv"))
