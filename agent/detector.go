@@ -448,9 +448,14 @@ func (d *detector) missLater(p engine.Ping, sent time.Time) {
 	})
 }
 
-// armPings makes the ping timer fire by at.
+// armPings makes the ping timer fire by at. The timer exists before the
+// first probe: without it a ping would never be reported and would hold
+// its peer's in-flight slot for ever.
 func (d *detector) armPings(at time.Time) {
-	if d.pingTimer == nil || (!d.pingDue.IsZero() && !at.Before(d.pingDue)) {
+	if d.pingTimer == nil {
+		panic("detector: a ping before the loop's ping timer")
+	}
+	if !d.pingDue.IsZero() && !at.Before(d.pingDue) {
 		return
 	}
 	d.pingDue = at
@@ -489,6 +494,11 @@ func (d *detector) onPongs(now time.Time, pongs []membership.Pong) {
 // onPingTimer reports the pings past their timeout as misses, forgets the
 // ones past the late window, and sets the timer for the next.
 func (d *detector) onPingTimer(now time.Time) {
+	// Pongs that came in time but wait in the queue (the loop was busy)
+	// are answers, not misses: take them first.
+	if pongs := d.a.mesh.TakePongs(); len(pongs) > 0 {
+		d.onPongs(now, pongs)
+	}
 	d.pingDue = time.Time{}
 	var rs []engine.ProbeResult
 	var next time.Time

@@ -74,7 +74,7 @@ type DirectStats struct {
 	Duplicate uint64 `json:"duplicate"` // repeats received and dropped
 	Dropped   uint64 `json:"dropped"`   // malformed, unauthenticated, or over the queue's bound
 	Pings     uint64 `json:"pings"`     // the prober's pings sent
-	Pongs     uint64 `json:"pongs"`     // answers to them received
+	Pongs     uint64 `json:"pongs"`     // pong frames received (late and unmatched ones too)
 	Answered  uint64 `json:"answered"`  // peers' pings answered
 }
 
@@ -151,18 +151,20 @@ func newDirect(self string, keyring *memberlist.Keyring) *direct {
 	}
 }
 
-// ping sends one ping frame to addr, the gossip address of the node named
-// to, and returns its seq. It is not kept: a lost ping is not sent again.
+// ping sends one ping frame to the gossip address addr and returns its
+// seq. It is not kept: a lost ping is not sent again.
 func (d *direct) ping(addr string) (uint64, error) {
 	d.mu.Lock()
 	d.seq++
 	seq := d.seq
-	d.stats.Pings++
 	d.mu.Unlock()
 	frame, err := d.frame(kindPing, seq, nil)
 	if err != nil {
 		return 0, err
 	}
+	d.mu.Lock()
+	d.stats.Pings++
+	d.mu.Unlock()
 	d.write(frame, addr)
 	return seq, nil
 }

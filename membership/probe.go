@@ -101,9 +101,10 @@ func (m *Mesh) Ping(name string, addr net.IP, port uint16) (time.Duration, error
 	return rtt, nil
 }
 
-// SendPing sends one of vigil's own pings to the member named name at its
-// gossip address addr (IP:PORT), on the point-to-point transport, and
-// returns its seq; it does not block. Its pong, if any, comes out of
+// SendPing sends one of vigil's own pings to a member's gossip address
+// addr (IP:PORT), on the point-to-point transport, and returns its seq; it
+// does not block. The caller checks that the pong's sender is the member it
+// meant. Its pong, if any, comes out of
 // TakePongs, and its load figures out of PeerLoad. A lost ping is not sent
 // again: it is a miss.
 func (m *Mesh) SendPing(addr string) (uint64, error) { return m.direct.ping(addr) }

@@ -125,7 +125,7 @@ type Config struct {
 	PenaltySilence time.Duration
 
 	// StaleAfter is the age of the last probe result beyond which Verdict
-	// reports fresh = false and ShouldPropose is false (default 750 ms).
+	// reports fresh = false and ShouldPropose is false (default 500 ms).
 	// Must be ≥ IdleInterval.
 	StaleAfter time.Duration
 
@@ -183,7 +183,7 @@ func DefaultConfig() Config {
 		FlapHalfLife:      60 * time.Second,
 		PenaltyMisses:     3,
 		PenaltySilence:    125 * time.Millisecond,
-		StaleAfter:        750 * time.Millisecond,
+		StaleAfter:        500 * time.Millisecond,
 		VerdictSilence:    250 * time.Millisecond,
 		VerdictBurst:      10,
 		ProposeBackoff:    time.Second,
