@@ -154,17 +154,12 @@ func newDirect(self string, keyring *memberlist.Keyring) *direct {
 // ping sends one ping frame to the gossip address addr and returns its
 // seq. It is not kept: a lost ping is not sent again.
 func (d *direct) ping(addr string) (uint64, error) {
-	d.mu.Lock()
-	d.seq++
-	seq := d.seq
-	d.mu.Unlock()
+	seq := d.nextSeq()
 	frame, err := d.frame(kindPing, seq, nil)
 	if err != nil {
 		return 0, err
 	}
-	d.mu.Lock()
-	d.stats.Pings++
-	d.mu.Unlock()
+	d.count(&d.stats.Pings)
 	d.write(frame, addr)
 	return seq, nil
 }
@@ -179,10 +174,7 @@ func (d *direct) send(to string, payload []byte, now time.Time) error {
 	if !ok {
 		return fmt.Errorf("send to %s: no address known", to)
 	}
-	d.mu.Lock()
-	d.seq++
-	seq := d.seq
-	d.mu.Unlock()
+	seq := d.nextSeq()
 	frame, err := d.frame(kindMsg, seq, payload)
 	if err != nil {
 		return err
@@ -258,13 +250,13 @@ func (d *direct) pending() int {
 func (d *direct) onFrame(p *memberlist.Packet) {
 	kind, seq, from, payload, err := d.open(p.Buf)
 	if err != nil {
-		d.drop()
+		d.count(&d.stats.Dropped)
 		return
 	}
 	switch kind {
 	case kindPing:
 		if len(payload) != 0 {
-			d.drop()
+			d.count(&d.stats.Dropped)
 			return
 		}
 		var load []byte
@@ -275,14 +267,10 @@ func (d *direct) onFrame(p *memberlist.Packet) {
 		if err != nil {
 			return
 		}
-		d.mu.Lock()
-		d.stats.Answered++
-		d.mu.Unlock()
+		d.count(&d.stats.Answered)
 		d.write(pong, p.From.String())
 	case kindPong:
-		d.mu.Lock()
-		d.stats.Pongs++
-		d.mu.Unlock()
+		d.count(&d.stats.Pongs)
 		if ld, ok := decodeLoad(payload); ok && d.loads != nil {
 			d.loads.set(from, ld)
 		}
@@ -312,9 +300,7 @@ func (d *direct) onFrame(p *memberlist.Packet) {
 		d.mu.Unlock()
 		if !dup {
 			if !d.deliver(Inbound{Query: ConsensusQuery, From: from, Payload: payload}) {
-				d.mu.Lock()
-				d.stats.Dropped++
-				d.mu.Unlock()
+				d.count(&d.stats.Dropped)
 				return
 			}
 			d.mu.Lock()
@@ -328,10 +314,18 @@ func (d *direct) onFrame(p *memberlist.Packet) {
 	}
 }
 
-// drop counts a frame dropped.
-func (d *direct) drop() {
+// nextSeq is the seq of the next frame sent.
+func (d *direct) nextSeq() uint64 {
 	d.mu.Lock()
-	d.stats.Dropped++
+	defer d.mu.Unlock()
+	d.seq++
+	return d.seq
+}
+
+// count adds one to a counter of d.stats.
+func (d *direct) count(c *uint64) {
+	d.mu.Lock()
+	*c++
 	d.mu.Unlock()
 }
 
