@@ -488,7 +488,35 @@ func (d *detector) onPongs(now time.Time, pongs []membership.Pong) {
 		r.Late = pp.reported
 		rs = append(rs, r)
 	}
+	if len(rs) > 0 {
+		d.retimePings()
+	}
 	d.probed(now, rs)
+}
+
+// retimePings sets the ping timer to the earliest timeout or late window
+// of the pings still pending, or stops it when none is: a ping answered in
+// time needs no wake-up at its timeout.
+func (d *detector) retimePings() {
+	var next time.Time
+	for _, pp := range d.pings {
+		due := pp.sent.Add(pp.p.Timeout)
+		if pp.reported {
+			due = pp.sent.Add(d.lateWindow(pp))
+		}
+		if next.IsZero() || due.Before(next) {
+			next = due
+		}
+	}
+	switch {
+	case next.Equal(d.pingDue):
+	case next.IsZero():
+		d.pingTimer.Stop()
+		d.pingDue = time.Time{}
+	default:
+		d.pingDue = next
+		d.pingTimer.Reset(max(time.Until(next), 0))
+	}
 }
 
 // onPingTimer reports the pings past their timeout as misses, forgets the
@@ -499,30 +527,19 @@ func (d *detector) onPingTimer(now time.Time) {
 	if pongs := d.a.mesh.TakePongs(); len(pongs) > 0 {
 		d.onPongs(now, pongs)
 	}
-	d.pingDue = time.Time{}
+	d.pingDue = time.Time{} // it fired
 	var rs []engine.ProbeResult
-	var next time.Time
 	for _, seq := range slices.Sorted(maps.Keys(d.pings)) {
 		pp := d.pings[seq]
 		if !pp.reported && !now.Before(pp.sent.Add(pp.p.Timeout)) {
 			pp.reported = true
 			rs = append(rs, engine.ProbeResult{Peer: pp.p.Peer, Boot: pp.p.Boot, Sent: pp.sent, Timeout: pp.p.Timeout, RTT: pp.p.Timeout, Miss: true})
 		}
-		due := pp.sent.Add(pp.p.Timeout)
-		if pp.reported {
-			due = pp.sent.Add(d.lateWindow(pp))
-			if !now.Before(due) {
-				delete(d.pings, seq)
-				continue
-			}
-		}
-		if next.IsZero() || due.Before(next) {
-			next = due
+		if pp.reported && !now.Before(pp.sent.Add(d.lateWindow(pp))) {
+			delete(d.pings, seq)
 		}
 	}
-	if !next.IsZero() {
-		d.armPings(next)
-	}
+	d.retimePings()
 	d.probed(now, rs)
 }
 

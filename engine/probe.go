@@ -197,6 +197,24 @@ func (e *Engine) NextProbe() time.Time {
 	return next
 }
 
+// probeAfter is when the next ping to a peer is due, at most gap after
+// this one. A gap of at least the idle cadence ends on this node's round
+// grid (its multiples of IdleInterval since it started), the last point
+// within the gap: every healthy peer, and the lease's pings, then fall due
+// at the same instants, and the prober (and the caller's timers) wake once
+// a round rather than once per peer. A peer is never pinged later than its
+// gap asks, so the gaps its model learns from do not stretch. Shorter gaps
+// (a doubted peer, a peer whose model learns while the idle cadence is
+// longer) keep their own times.
+func (e *Engine) probeAfter(gap time.Duration) time.Time {
+	g := e.cfg.Suspicion.IdleInterval
+	if gap < g || g <= 0 {
+		return e.now.Add(gap)
+	}
+	at := e.now.Add(gap).Sub(e.base)
+	return e.base.Add(at - at%g)
+}
+
 // Probe starts the pings that are due at now (Ready.Pings).
 func (e *Engine) Probe(now time.Time) {
 	e.step(now)
@@ -209,11 +227,11 @@ func (e *Engine) Probe(now time.Time) {
 		timeout := e.missTimeout(name)
 		p.inflight++
 		if p.leaseOnly {
-			p.next = e.now.Add(e.leaseProbeInterval())
+			p.next = e.probeAfter(e.leaseProbeInterval())
 		} else if calm {
 			// No bursts while this node doubts itself: every peer once a
 			// round.
-			p.next = e.now.Add(e.cfg.Suspicion.ProbeInterval)
+			p.next = e.probeAfter(e.cfg.Suspicion.ProbeInterval)
 		} else {
 			t := e.sus.For(name, p.boot)
 			gap := t.ProbeGap(e.elapsed())
@@ -223,7 +241,7 @@ func (e *Engine) Probe(now time.Time) {
 				// the sooner it answers in time the sooner its grace ends.
 				gap = e.cfg.Suspicion.ProbeInterval
 			}
-			p.next = e.now.Add(gap)
+			p.next = e.probeAfter(gap)
 		}
 		e.rd.Pings = append(e.rd.Pings, Ping{Peer: name, Boot: p.boot, Addr: p.addr, Timeout: timeout})
 	}
