@@ -85,6 +85,7 @@ func TestBadInputFailsClearly(t *testing.T) {
 		{"profile unknown", append(free(19), "--profile", "moon"), "--profile"},
 		{"quorum unknown", append(free(20), "--quorum", "most"), "--quorum"},
 		{"council of two", append(free(20), "--council-size", "2"), "--council-size"},
+		{"gomaxprocs negative", append(free(34), "--gomaxprocs", "-1"), "--gomaxprocs"},
 		{"tag malformed", append(free(21), "--tag", "novalue"), "KEY=VALUE"},
 		{"tag reserved", append(free(22), "--tag", "boot=1"), "reserved"},
 		{"duration malformed", append(free(23), "--handler-timeout", "soon"), "--handler-timeout"},

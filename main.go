@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -347,6 +348,11 @@ func runAgent(c *cli.Context) error {
 	cfg, err := load()
 	if err != nil {
 		return err
+	}
+	if cfg.GoMaxProcs > 0 {
+		// The agent's work is one loop and its sockets' readers: one P
+		// spares the wake-ups of idle Ps at every datagram.
+		runtime.GOMAXPROCS(cfg.GoMaxProcs)
 	}
 	logs := agent.NewLogger(c.App.ErrWriter, cfg.LogLevel, cfg.LogFormat)
 	a, err := agent.New(cfg, logs)

@@ -248,9 +248,15 @@ func TestEncryptedClusterRefusesOtherKey(t *testing.T) {
 	key1, key2 = strings.TrimSpace(key1), strings.TrimSpace(key2)
 	n1 := c.add(1, "--encrypt", key1)
 	n1.start()
-	n2 := c.add(2, "--encrypt", key1, "--join", c.ip(1))
+	n2 := c.add(2, "--encrypt", key1, "--join", c.ip(1), "--gomaxprocs", "2")
 	n2.start()
 	waitFor(t, 30*time.Second, "encrypted pair", func() error { return allAlive(n1, "n1", "n2") })
+	// One P by default; --gomaxprocs sets another.
+	for n, want := range map[*node]int{n1: 1, n2: 2} {
+		if info, err := n.info(); err != nil || info.GoMaxProcs != want {
+			t.Errorf("%s: gomaxprocs %d (%v), want %d", n.name, info.GoMaxProcs, err, want)
+		}
+	}
 	// The join is decided over sealed point-to-point consensus messages.
 	for _, n := range []*node{n1, n2} {
 		waitFor(t, 60*time.Second, n.name+" agrees on the encrypted pair", func() error { return allAgreed(n, "n1", "n2") })

@@ -82,11 +82,24 @@ func Settings() []Setting {
 		{Name: "log-level", Key: "log_level", Default: "info", Usage: "trace, debug, info, warn or error"},
 		{Name: "log-format", Key: "log_format", Default: "console", Usage: "console or json"},
 		{Name: "enable-debug", Key: "enable_debug", Kind: KindBool, Usage: "serve Go's profiler at /debug/pprof/ on the HTTP address (as Consul's enable_debug)"},
+		{Name: "gomaxprocs", Key: "gomaxprocs", Kind: KindInt, Default: defaultProcs(), Usage: "CPUs the agent's Go runtime runs on at once (GOMAXPROCS): one keeps an idle agent's wake-ups cheap; 0: Go's default, every CPU (the default when the GOMAXPROCS environment variable is set, which Go then follows)"},
 	}
 	for i := range l {
 		l[i].Env = "VIGIL_" + strings.ToUpper(strings.ReplaceAll(l[i].Name, "-", "_"))
 	}
 	return l
+}
+
+// maxProcs bounds --gomaxprocs.
+const maxProcs = 1024
+
+// defaultProcs is --gomaxprocs's default: 1, or 0 (Go's own choice) when
+// the GOMAXPROCS environment variable is set, so that it is obeyed.
+func defaultProcs() string {
+	if os.Getenv("GOMAXPROCS") != "" {
+		return "0"
+	}
+	return "1"
 }
 
 // ConfigFileSetting is the flag and env var naming the JSON config file.
@@ -137,7 +150,10 @@ type Config struct {
 	Bootstrap       bool
 	BootstrapExpect int
 	// EnableDebug serves net/http/pprof on the HTTP API.
-	EnableDebug   bool
+	EnableDebug bool
+	// GoMaxProcs is the GOMAXPROCS the agent's process runs with (main
+	// sets it at start); 0 leaves Go's default.
+	GoMaxProcs    int
 	EventHandlers []recovery.EventHandler
 	// HandlerTimeout bounds every handler run; > 0.
 	HandlerTimeout time.Duration
@@ -391,6 +407,9 @@ func build(v Values) (Config, error) {
 		if c.EnableDebug, err = strconv.ParseBool(b); err != nil {
 			return c, fmt.Errorf("--enable-debug %q: want true or false", b)
 		}
+	}
+	if c.GoMaxProcs, err = strconv.Atoi(one(v, "gomaxprocs")); err != nil || c.GoMaxProcs < 0 || c.GoMaxProcs > maxProcs {
+		return c, fmt.Errorf("--gomaxprocs %q: want 0 (Go's default) or 1..%d", one(v, "gomaxprocs"), maxProcs)
 	}
 	if c.BootstrapExpect, err = strconv.Atoi(one(v, "bootstrap-expect")); err != nil || c.BootstrapExpect < 0 {
 		return c, fmt.Errorf("--bootstrap-expect %q: want a whole number ≥ 0", one(v, "bootstrap-expect"))

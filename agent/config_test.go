@@ -126,3 +126,24 @@ func TestParseKey(t *testing.T) {
 		t.Error("3-byte key accepted")
 	}
 }
+
+func TestResolveGoMaxProcs(t *testing.T) {
+	t.Setenv("GOMAXPROCS", "")
+	c, err := Resolve(Values{"node": {"a"}}, noEnv, nil)
+	if err != nil || c.GoMaxProcs != 1 {
+		t.Fatalf("default gomaxprocs %d (%v), want 1", c.GoMaxProcs, err)
+	}
+	// GOMAXPROCS in the environment is obeyed: the default leaves it to Go.
+	t.Setenv("GOMAXPROCS", "3")
+	if c, err = Resolve(Values{"node": {"a"}}, noEnv, nil); err != nil || c.GoMaxProcs != 0 {
+		t.Fatalf("gomaxprocs with GOMAXPROCS=3: %d (%v), want 0", c.GoMaxProcs, err)
+	}
+	if c, err = Resolve(Values{"node": {"a"}, "gomaxprocs": {"2"}}, noEnv, nil); err != nil || c.GoMaxProcs != 2 {
+		t.Fatalf("--gomaxprocs 2: %d (%v)", c.GoMaxProcs, err)
+	}
+	for _, bad := range []string{"-1", "many", "100000"} {
+		if _, err := Resolve(Values{"node": {"a"}, "gomaxprocs": {bad}}, noEnv, nil); err == nil || !strings.Contains(err.Error(), "--gomaxprocs") {
+			t.Errorf("--gomaxprocs %s: %v", bad, err)
+		}
+	}
+}

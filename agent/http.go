@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/pprof"
+	"runtime"
 	"strings"
 	"time"
 
@@ -26,14 +27,16 @@ type Info struct {
 	Profile  string `json:"profile"`
 	Quorum   string `json:"quorum"`
 	// Council is --council-size: the acceptors of views larger than it.
-	Council   int               `json:"council_size"`
-	Encrypted bool              `json:"encrypted"`
-	DataDir   string            `json:"data_dir"`
-	Started   time.Time         `json:"started"`
-	Epoch     uint64            `json:"epoch"`
-	Members   map[string]int    `json:"members"`
-	Tags      map[string]string `json:"tags"`
-	Serf      map[string]string `json:"serf"`
+	Council int `json:"council_size"`
+	// GoMaxProcs is the process's GOMAXPROCS (--gomaxprocs).
+	GoMaxProcs int               `json:"gomaxprocs"`
+	Encrypted  bool              `json:"encrypted"`
+	DataDir    string            `json:"data_dir"`
+	Started    time.Time         `json:"started"`
+	Epoch      uint64            `json:"epoch"`
+	Members    map[string]int    `json:"members"`
+	Tags       map[string]string `json:"tags"`
+	Serf       map[string]string `json:"serf"`
 	// Consensus counts the point-to-point consensus messages.
 	Consensus membership.DirectStats `json:"consensus_transport"`
 }
@@ -202,7 +205,7 @@ func (a *Agent) apiInfo(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, Info{
 		Node: a.cfg.NodeName, Boot: local.Tags[membership.BootTag], Cluster: a.clusterID(), Addr: hostPort(local), HTTPAddr: a.cfg.HTTPAddr,
-		Version: Version, Profile: a.cfg.Profile, Quorum: a.cfg.Quorum, Council: a.cfg.CouncilSize, Encrypted: a.mesh.Encrypted(),
+		Version: Version, Profile: a.cfg.Profile, Quorum: a.cfg.Quorum, Council: a.cfg.CouncilSize, GoMaxProcs: runtime.GOMAXPROCS(0), Encrypted: a.mesh.Encrypted(),
 		DataDir: a.cfg.DataDir, Started: a.started, Epoch: epoch, Members: counts, Tags: tags, Serf: a.mesh.Stats(),
 		Consensus: a.mesh.DirectStats(),
 	})

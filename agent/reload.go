@@ -88,6 +88,7 @@ var settingOf = map[string]string{
 	"EncryptKey": "encrypt", "Profile": "profile", "Quorum": "quorum", "CouncilSize": "council-size",
 	"RejoinStable": "rejoin-stable", "FenceAfter": "fence-after", "Bootstrap": "bootstrap",
 	"BootstrapExpect": "bootstrap-expect", "EnableDebug": "enable-debug", "LogFormat": "log-format",
+	"GoMaxProcs": "gomaxprocs",
 }
 
 func handlerList(c *Config) string {
