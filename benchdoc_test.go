@@ -23,7 +23,7 @@ const (
 )
 
 // benchOrder is the order of the benchmarks' rows in the summary.
-var benchOrder = []string{"failover", "scale", "cpu", "rss", "loss", "flap", "simulation"}
+var benchOrder = []string{"failover", "scale-20", "scale-50", "cpu", "rss", "loss", "flap", "simulation"}
 
 // benchRow is one figure of the summary.
 type benchRow struct {
@@ -156,7 +156,7 @@ func TestBenchmarksSummaryWriter(t *testing.T) {
 	if i, j := strings.Index(s, "| failover 5 |"), strings.Index(s, "| rss |"); i < 0 || j < i {
 		t.Errorf("rows out of order or missing:\n%s", s)
 	}
-	if !strings.Contains(s, "| scale | not run |") {
+	if !strings.Contains(s, "| scale-50 | not run |") {
 		t.Errorf("a benchmark that did not run is not marked:\n%s", s)
 	}
 	doc := "# Benchmarks\n\n" + benchBegin + "\nold\n" + benchEnd + "\n\n## Failover\n"

@@ -179,7 +179,9 @@ done
 		}
 	}
 	for _, a := range sc.agents {
-		waitFor(t, 60*time.Second, "serf "+a.name+" sees all", func() error {
+		// serf spreads a join by gossip and push-pull: at 50 agents on two
+		// cores a late joiner can take over a minute to reach everyone.
+		waitFor(t, max(60*time.Second, time.Duration(len(hosts))*3*time.Second), "serf "+a.name+" sees all", func() error {
 			ms, err := sc.members(a)
 			if err != nil {
 				return err

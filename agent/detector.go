@@ -522,12 +522,12 @@ func (d *detector) retimePings() {
 // onPingTimer reports the pings past their timeout as misses, forgets the
 // ones past the late window, and sets the timer for the next.
 func (d *detector) onPingTimer(now time.Time) {
+	d.pingDue = time.Time{} // it fired
 	// Pongs that came in time but wait in the queue (the loop was busy)
 	// are answers, not misses: take them first.
 	if pongs := d.a.mesh.TakePongs(); len(pongs) > 0 {
 		d.onPongs(now, pongs)
 	}
-	d.pingDue = time.Time{} // it fired
 	var rs []engine.ProbeResult
 	for _, seq := range slices.Sorted(maps.Keys(d.pings)) {
 		pp := d.pings[seq]
