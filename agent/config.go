@@ -82,7 +82,7 @@ func Settings() []Setting {
 		{Name: "log-level", Key: "log_level", Default: "info", Usage: "trace, debug, info, warn or error"},
 		{Name: "log-format", Key: "log_format", Default: "console", Usage: "console or json"},
 		{Name: "enable-debug", Key: "enable_debug", Kind: KindBool, Usage: "serve Go's profiler at /debug/pprof/ on the HTTP address (as Consul's enable_debug)"},
-		{Name: "gomaxprocs", Key: "gomaxprocs", Kind: KindInt, Default: defaultProcs(), Usage: "CPUs the agent's Go runtime runs on at once (GOMAXPROCS): one keeps an idle agent's wake-ups cheap; 0: Go's default, every CPU (the default when the GOMAXPROCS environment variable is set, which Go then follows)"},
+		{Name: "gomaxprocs", Key: "gomaxprocs", Kind: KindInt, Default: defaultProcs(), Usage: "CPUs the agent's Go runtime runs on at once (GOMAXPROCS): one keeps an idle agent's wake-ups cheap; 0: Go's own choice, the CPUs the process may use (the default when the GOMAXPROCS environment variable is set, so that Go's reading of it applies)"},
 	}
 	for i := range l {
 		l[i].Env = "VIGIL_" + strings.ToUpper(strings.ReplaceAll(l[i].Name, "-", "_"))

@@ -147,7 +147,7 @@ func (e *Engine) onMemberRemoved(name string, view consensus.View, tell bool) {
 		if j.State.Final() || j.Executor != name {
 			continue
 		}
-		next := Executor(viewNames(view), j.Node, func(o string) bool { return o == name || e.ineligible(o) })
+		next := ExecutorAfter(viewNames(view), j.Node, name, e.ineligible)
 		if next == "" {
 			e.log(Error, "no member with a recovery handler is left to take the recovery over", "id", j.ID, "node", j.Node)
 			continue

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"reflect"
+	"slices"
 	"testing"
 )
 
@@ -59,6 +60,33 @@ func TestRingNeighbours(t *testing.T) {
 		}
 		if got := Predecessors(ms, m, 2); len(got) != 2 {
 			t.Errorf("Predecessors(%s) = %v", m, got)
+		}
+	}
+}
+
+func TestExecutorAfter(t *testing.T) {
+	ms := []string{"n1", "n2", "n3", "n4", "n5", "n6"}
+	none := func(string) bool { return false }
+	for _, c := range []struct {
+		subject, from string
+		down          []string
+		want          string
+	}{
+		{"n3", "n4", nil, "n5"},
+		{"n3", "n5", nil, "n6"}, // not back to n4, which precedes n5
+		{"n3", "n6", nil, "n1"}, // round the ring
+		{"n3", "n5", []string{"n6"}, "n1"},
+		{"n3", "n2", nil, "n4"}, // the last one before the subject: round to the start
+		{"n5", "n1", []string{"n2", "n3", "n4", "n6"}, ""},
+		{"n3", "gone", nil, "n1"}, // a name no longer in the view, after n6 on the ring
+		{"n6", "n5", []string{"n1", "n2", "n3", "n4"}, ""},
+	} {
+		down := none
+		if c.down != nil {
+			down = func(o string) bool { return slices.Contains(c.down, o) }
+		}
+		if got := ExecutorAfter(ms, c.subject, c.from, down); got != c.want {
+			t.Errorf("ExecutorAfter(subject %s, from %s, down %v) = %q, want %q", c.subject, c.from, c.down, got, c.want)
 		}
 	}
 }
