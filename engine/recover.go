@@ -147,7 +147,12 @@ func (e *Engine) onMemberRemoved(name string, view consensus.View, tell bool) {
 		if j.State.Final() || j.Executor != name {
 			continue
 		}
-		next := ExecutorAfter(viewNames(view), j.Node, name, e.ineligible)
+		// The next member on the ring after the executor that left, not
+		// after the failed node: agents' views of who may execute (serf's
+		// tags) can differ for a while, and moving only forward from the
+		// executor it knew, no agent takes the job back behind the one the
+		// others' takeovers moved to (two executors of one job).
+		next := Executor(viewNames(view), name, func(o string) bool { return o == j.Node || e.ineligible(o) })
 		if next == "" {
 			e.log(Error, "no member with a recovery handler is left to take the recovery over", "id", j.ID, "node", j.Node)
 			continue

@@ -64,7 +64,9 @@ func TestRingNeighbours(t *testing.T) {
 	}
 }
 
-func TestExecutorAfter(t *testing.T) {
+// A takeover's executor: Executor from the executor that left, the failed
+// node (subject) skipped.
+func TestTakeoverExecutor(t *testing.T) {
 	ms := []string{"n1", "n2", "n3", "n4", "n5", "n6"}
 	none := func(string) bool { return false }
 	for _, c := range []struct {
@@ -85,8 +87,9 @@ func TestExecutorAfter(t *testing.T) {
 		if c.down != nil {
 			down = func(o string) bool { return slices.Contains(c.down, o) }
 		}
-		if got := ExecutorAfter(ms, c.subject, c.from, down); got != c.want {
-			t.Errorf("ExecutorAfter(subject %s, from %s, down %v) = %q, want %q", c.subject, c.from, c.down, got, c.want)
+		skip := func(o string) bool { return o == c.subject || down(o) }
+		if got := Executor(ms, c.from, skip); got != c.want {
+			t.Errorf("takeover of subject %s from %s, down %v: %q, want %q", c.subject, c.from, c.down, got, c.want)
 		}
 	}
 }
