@@ -468,6 +468,15 @@ func (d *detector) lateWindow(p *pendingPing) time.Duration {
 	return max(d.a.mesh.ProbeTimeout(), p.p.Timeout)
 }
 
+// deadline is when a pending ping needs the timer next: at its timeout
+// until its miss is reported, then at the end of its late window.
+func (d *detector) deadline(p *pendingPing) time.Time {
+	if p.reported {
+		return p.sent.Add(d.lateWindow(p))
+	}
+	return p.sent.Add(p.p.Timeout)
+}
+
 // onPongs reports the pings that were answered.
 func (d *detector) onPongs(now time.Time, pongs []membership.Pong) {
 	var rs []engine.ProbeResult
@@ -500,11 +509,7 @@ func (d *detector) onPongs(now time.Time, pongs []membership.Pong) {
 func (d *detector) retimePings() {
 	var next time.Time
 	for _, pp := range d.pings {
-		due := pp.sent.Add(pp.p.Timeout)
-		if pp.reported {
-			due = pp.sent.Add(d.lateWindow(pp))
-		}
-		if next.IsZero() || due.Before(next) {
+		if due := d.deadline(pp); next.IsZero() || due.Before(next) {
 			next = due
 		}
 	}
@@ -531,11 +536,11 @@ func (d *detector) onPingTimer(now time.Time) {
 	var rs []engine.ProbeResult
 	for _, seq := range slices.Sorted(maps.Keys(d.pings)) {
 		pp := d.pings[seq]
-		if !pp.reported && !now.Before(pp.sent.Add(pp.p.Timeout)) {
+		if !pp.reported && !now.Before(d.deadline(pp)) {
 			pp.reported = true
 			rs = append(rs, engine.ProbeResult{Peer: pp.p.Peer, Boot: pp.p.Boot, Sent: pp.sent, Timeout: pp.p.Timeout, RTT: pp.p.Timeout, Miss: true})
 		}
-		if pp.reported && !now.Before(pp.sent.Add(d.lateWindow(pp))) {
+		if pp.reported && !now.Before(d.deadline(pp)) {
 			delete(d.pings, seq)
 		}
 	}
