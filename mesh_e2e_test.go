@@ -253,11 +253,11 @@ func TestEncryptedClusterRefusesOtherKey(t *testing.T) {
 	waitFor(t, 30*time.Second, "encrypted pair", func() error { return allAlive(n1, "n1", "n2") })
 	// One P by default (unless GOMAXPROCS is in the environment the agents
 	// inherit: then Go's); --gomaxprocs sets another.
-	want := map[*node]int{n1: 1, n2: 2}
+	procs := map[*node]int{n1: 1, n2: 2}
 	if os.Getenv("GOMAXPROCS") != "" {
-		delete(want, n1)
+		delete(procs, n1)
 	}
-	for n, want := range want {
+	for n, want := range procs {
 		if info, err := n.info(); err != nil || info.GoMaxProcs != want {
 			t.Errorf("%s: gomaxprocs %d (%v), want %d", n.name, info.GoMaxProcs, err, want)
 		}
