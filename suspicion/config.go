@@ -34,9 +34,22 @@ type Config struct {
 	// ProbeInterval/Burst apart (default 8, i.e. one every 25 ms). Must be ≥ 1.
 	Burst int
 
-	// SuspectMisses is the number of consecutive misses that turns Healthy
-	// into Suspect (default 2: one lost ping is not evidence). Must be ≥ 1.
+	// SuspectMisses is the least run of consecutive misses or anomalous
+	// replies that turns Healthy into Suspect (default 2: one lost ping is
+	// not evidence); SuspectFalseProb makes the run longer. It is also the
+	// run that ends a Suspect peer's quiet (RecoverQuiet). Must be ≥ 1.
 	SuspectMisses int
+
+	// SuspectFalseProb is the probability, per run, that a live peer makes
+	// a run of misses and anomalous replies long enough to be Suspect, when
+	// each result is bad with the estimated loss plus LossMargin plus the
+	// share of normal replies the scorer calls anomalous, 1 − SuspectPFail
+	// (default 1e-3: a run of 4 on a clean link, 6 at 10 % round-trip
+	// loss). Suspicion is the burst rate and, when withdrawn, a flap
+	// penalty: a percentile score and a lossy link give a live peer one
+	// bad result in a hundred or in ten, and one or two in a row must not
+	// keep it there. In (0, 1).
+	SuspectFalseProb float64
 
 	// SuspectPFail is the scorer's failure probability at or above which a
 	// reply counts as anomalous: it turns Healthy into Suspect and does not
@@ -166,6 +179,7 @@ func DefaultConfig() Config {
 		IdleInterval:      200 * time.Millisecond,
 		Burst:             8,
 		SuspectMisses:     2,
+		SuspectFalseProb:  1e-3,
 		SuspectPFail:      0.99,
 		FalseAccuseProb:   1e-9,
 		VerdictFalseProb:  1e-3,
@@ -208,6 +222,8 @@ func (c Config) Validate() error {
 		return invalid("Burst = %d, must be ≥ 1", c.Burst)
 	case c.SuspectMisses < 1:
 		return invalid("SuspectMisses = %d, must be ≥ 1", c.SuspectMisses)
+	case !open01(c.SuspectFalseProb):
+		return invalid("SuspectFalseProb = %v, must be in (0, 1)", c.SuspectFalseProb)
 	case !(c.SuspectPFail > 0 && c.SuspectPFail <= 1):
 		return invalid("SuspectPFail = %v, must be in (0, 1]", c.SuspectPFail)
 	case !open01(c.FalseAccuseProb):

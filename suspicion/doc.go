@@ -61,19 +61,26 @@
 //
 // # States
 //
-//	Healthy → Suspect  SuspectMisses (2) consecutive misses; or an anomalous
-//	                   reply (PFail ≥ SuspectPFail, Threshold > 1, or RTT
-//	                   beyond the adaptive timeout); or serf reports the peer
-//	                   failed. One lost ping is not evidence.
+//	Healthy → Suspect  a run of consecutive bad results, misses or anomalous
+//	                   replies (PFail ≥ SuspectPFail, Threshold > 1, or RTT
+//	                   beyond the adaptive timeout), at least SuspectMisses
+//	                   (2) and long enough that a live peer makes it with
+//	                   probability ≤ SuspectFalseProb (1e-3) when a result
+//	                   is bad with the estimated loss + LossMargin + 1 −
+//	                   SuspectPFail: 4 on a clean link, 6 at 10 % loss. Or
+//	                   serf reports the peer failed. One lost ping is not
+//	                   evidence, nor is one reply in the scorer's top 1 %:
+//	                   by construction one in a hundred is.
 //	Suspect → Accused  run ≥ bar + ⌈penalty × PenaltyMisses⌉, and silence ≥
 //	                   MinSilence + penalty × PenaltySilence, and MinDwell in
 //	                   Suspect.
 //	Accused → Suspect  any reply: the peer is alive; proposals stop at once.
 //	Suspect → Healthy  RecoverSuccesses (3) + ⌈penalty⌉ consecutive normal
 //	                   replies and RecoverQuiet × (1 + penalty) (500 ms ×)
-//	                   without a miss or an anomaly: the hysteresis. A peer
-//	                   that stutters every few hundred milliseconds stays
-//	                   Suspect rather than flapping.
+//	                   without a bad run of SuspectMisses: the hysteresis. A
+//	                   peer that stutters every few hundred milliseconds
+//	                   stays Suspect rather than flapping; a lone miss at
+//	                   the burst rate on a lossy link does not hold it there.
 //
 // Flap damping, after RFC 2439: each withdrawn suspicion (Suspect → Healthy,
 // Accused → Suspect) adds FlapPenalty (1) to a penalty that halves every
@@ -94,9 +101,10 @@
 //   - Send the next ping ProbeGap(now) after the previous one, asking again
 //     after every result: 200 ms (IdleInterval) while the tracker is calm,
 //     25 ms (ProbeInterval / Burst, Burst = 8) while it is Urgent (a current
-//     miss, Suspect, Accused, or serf says failed). The first miss must
-//     switch to the burst rate at once, not at the next 200 ms round: the
-//     bar is counted in pings, so the detection time is bar × gap.
+//     miss or anomalous reply, Suspect, Accused, or serf says failed). The
+//     first miss must switch to the burst rate at once, not at the next
+//     200 ms round: the bar is counted in pings, so the detection time is
+//     bar × gap.
 //   - Give each ping the scorer's adaptive timeout and report a miss when it
 //     expires. Pings may overlap if the timeout is longer than the gap.
 //     Feed every result (RTT, Timeout, PFail, Threshold) with Observe in the

@@ -35,8 +35,8 @@ type Reason string
 
 // Reasons for transitions.
 const (
-	ReasonMisses     Reason = "misses"      // Healthy → Suspect: SuspectMisses consecutive misses
-	ReasonAnomaly    Reason = "anomaly"     // Healthy → Suspect: a late or anomalous reply
+	ReasonMisses     Reason = "misses"      // Healthy → Suspect: a run of misses past the suspicion bar
+	ReasonAnomaly    Reason = "anomaly"     // Healthy → Suspect: a run of misses and late or anomalous replies past the bar
 	ReasonSerfFailed Reason = "serf-failed" // Healthy → Suspect: serf reports the member failed
 	ReasonEvidence   Reason = "evidence"    // Suspect → Accused: run, silence and dwell past the bar
 	ReasonReply      Reason = "reply"       // Accused → Suspect: the peer answered
@@ -85,6 +85,8 @@ type Tracker struct {
 	hasReply    bool
 	lastReply   time.Duration
 	misses      int     // consecutive misses, up to now
+	bad         int     // consecutive misses or anomalous replies, up to now
+	badReplies  int     // anomalous replies in the current bad run
 	oks         int     // consecutive normal replies
 	loss        float64 // EWMA of the round-trip loss over completed runs
 	lastTimeout time.Duration
@@ -92,7 +94,7 @@ type Tracker struct {
 	lastPFail   float64
 	lastThresh  float64
 	serfFailed  bool
-	lastBad     time.Duration // last miss or anomalous reply (or state entry)
+	lastBad     time.Duration // last observation that made a bad run of SuspectMisses
 
 	penalty   float64 // flap penalty as of penaltyAt
 	penaltyAt time.Duration
@@ -186,6 +188,19 @@ func (t *Tracker) needMisses(now time.Duration) int {
 	return n + int(math.Ceil(t.penaltyNow(now)*t.cfg.PenaltyMisses-1e-9))
 }
 
+// needSuspect is the run of consecutive misses or anomalous replies that
+// turns Healthy into Suspect: at least SuspectMisses, and long enough that
+// a live peer makes it with probability at most SuspectFalseProb when each
+// result is bad with the estimated loss, plus LossMargin, plus the share
+// of normal replies the scorer calls anomalous (1 − SuspectPFail).
+func (t *Tracker) needSuspect() int {
+	b := min(t.loss+t.cfg.LossMargin+(1-t.cfg.SuspectPFail), t.cfg.LossCeil)
+	if b <= 0 {
+		return t.cfg.SuspectMisses
+	}
+	return max(t.cfg.SuspectMisses, RunNeeded(b, t.cfg.SuspectFalseProb))
+}
+
 // needVerdict is the run of consecutive misses for an unreachable verdict.
 func (t *Tracker) needVerdict() int {
 	return RunNeeded(t.assumedLoss(), t.cfg.VerdictFalseProb)
@@ -208,7 +223,9 @@ func (t *Tracker) needQuiet(now time.Duration) time.Duration {
 	return time.Duration(float64(t.cfg.RecoverQuiet) * (1 + t.penaltyNow(now)))
 }
 
-// quiet is the time since the last miss, anomalous reply or transition.
+// quiet is the time since the last bad run of SuspectMisses results, or
+// the last transition: a lone miss or anomaly is what a lossy link and a
+// percentile score give a live peer every few seconds at the burst rate.
 func (t *Tracker) quiet(now time.Duration) time.Duration {
 	return now - max(t.lastBad, t.since)
 }
@@ -269,11 +286,14 @@ func (t *Tracker) Observe(now time.Duration, o Observation) Transition {
 
 	none := Transition{From: t.state, To: t.state}
 	if o.Miss {
-		t.lastBad = now
 		t.misses++
 		t.oks = 0
-		if t.state == Healthy && t.misses >= t.cfg.SuspectMisses {
-			tr := t.moveTo(now, Suspect, ReasonMisses)
+		if t.badResult(now) {
+			why := ReasonMisses
+			if t.badReplies > 0 {
+				why = ReasonAnomaly
+			}
+			tr := t.moveTo(now, Suspect, why)
 			if t.accusable(now) { // only with MinDwell = 0
 				tr = Transition{From: Healthy, To: Accused, Reason: ReasonEvidence}
 				t.moveTo(now, Accused, ReasonEvidence)
@@ -300,16 +320,16 @@ func (t *Tracker) Observe(now time.Duration, o Observation) Transition {
 		(o.Timeout > 0 && o.RTT > o.Timeout)
 	if anomalous {
 		t.oks = 0
-		t.lastBad = now
+		t.badReplies++
+		if t.badResult(now) {
+			return t.moveTo(now, Suspect, ReasonAnomaly)
+		}
 	} else {
 		t.oks++
+		t.bad, t.badReplies = 0, 0
 		t.graceUntil = 0 // it answered in time: it is up, judge it as any other
 	}
 	switch t.state {
-	case Healthy:
-		if anomalous {
-			return t.moveTo(now, Suspect, ReasonAnomaly)
-		}
 	case Accused:
 		return t.moveTo(now, Suspect, ReasonReply)
 	case Suspect:
@@ -318,6 +338,17 @@ func (t *Tracker) Observe(now time.Duration, o Observation) Transition {
 		}
 	}
 	return none
+}
+
+// badResult counts a miss or an anomalous reply into the bad run. It
+// marks the end of the quiet once the run reaches SuspectMisses, and
+// reports whether a Healthy peer's run has reached the suspicion bar.
+func (t *Tracker) badResult(now time.Duration) bool {
+	t.bad++
+	if t.bad >= t.cfg.SuspectMisses {
+		t.lastBad = now
+	}
+	return t.state == Healthy && t.bad >= t.needSuspect()
 }
 
 // SerfStatus takes serf's own view of the peer at now. failed moves a
@@ -344,9 +375,10 @@ func (t *Tracker) ProbesWanted(now time.Duration) int {
 }
 
 // Urgent reports whether the peer is in doubt and should be probed at the
-// Burst rate.
+// Burst rate: not Healthy, a current miss or anomalous reply, or serf
+// says failed.
 func (t *Tracker) Urgent() bool {
-	return t.state != Healthy || t.misses > 0 || t.serfFailed
+	return t.state != Healthy || t.bad > 0 || t.serfFailed
 }
 
 // ProbeGap returns the time from the last ping sent to the peer to the
@@ -433,6 +465,8 @@ type Explanation struct {
 	State          State
 	InStateFor     time.Duration // time since the last transition
 	Misses         int           // consecutive misses
+	BadRun         int           // consecutive misses or anomalous replies
+	NeedSuspect    int           // bad run that makes a Healthy peer Suspect
 	NeedMisses     int           // consecutive misses needed to accuse now
 	Replies        int           // consecutive normal replies
 	NeedReplies    int           // consecutive normal replies needed to recover
@@ -470,6 +504,8 @@ func (t *Tracker) Explain(now time.Duration) Explanation {
 		State:         t.state,
 		InStateFor:    now - t.since,
 		Misses:        t.misses,
+		BadRun:        t.bad,
+		NeedSuspect:   t.needSuspect(),
 		NeedMisses:    t.needMisses(now),
 		Replies:       t.oks,
 		NeedReplies:   t.needRecover(now),

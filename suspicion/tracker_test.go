@@ -132,27 +132,37 @@ func TestTransitions(t *testing.T) {
 			run("ok", 310*ms, 490*ms, S),
 			step{500 * ms, "ok", H, ReasonRecovered})},
 		{"the penalty raises the bar", seq(
-			step{0, "ok", H, ""}, step{10 * ms, "late", S, ReasonAnomaly},
+			step{0, "ok", H, ""}, step{5 * ms, "late", H, ""}, step{10 * ms, "late", S, ReasonAnomaly},
 			run("ok", 20*ms, 100*ms, S), step{110 * ms, "ok", H, ReasonRecovered}, // penalty 1
 			step{190 * ms, "ok", H, ""},
 			step{200 * ms, "miss", H, ""}, step{210 * ms, "miss", S, ReasonMisses}, run("miss", 220*ms, 280*ms, S), // run 9 > 6, silence < 100
 			step{290 * ms, "ok", S, ""},
 			run("miss", 500*ms, 540*ms, S), // run 5 with silence and dwell: not enough after a flap
 			step{550 * ms, "miss", A, ReasonEvidence})},
-		{"late reply is anomalous but alive", seq(
-			step{0, "ok", H, ""}, step{10 * ms, "late", S, ReasonAnomaly}, run("ok", 20*ms, 100*ms, S),
+		{"late replies are anomalous but alive", seq(
+			step{0, "ok", H, ""}, step{5 * ms, "late", H, ""}, step{10 * ms, "late", S, ReasonAnomaly}, run("ok", 20*ms, 100*ms, S),
 			step{110 * ms, "ok", H, ReasonRecovered})},
-		{"high PFail is anomalous", seq(step{0, "ok", H, ""}, step{10 * ms, "pfail", S, ReasonAnomaly})},
-		{"over threshold is anomalous", seq(step{0, "ok", H, ""}, step{10 * ms, "thr", S, ReasonAnomaly})},
-		{"anomalies keep a suspect from recovering", seq(
-			step{0, "late", S, ReasonAnomaly},
-			run("ok", 10*ms, 90*ms, S), step{95 * ms, "pfail", S, ""},
+		{"one anomalous reply is not evidence", seq(
+			step{0, "ok", H, ""}, step{10 * ms, "pfail", H, ""}, step{20 * ms, "ok", H, ""},
+			step{30 * ms, "thr", H, ""}, step{40 * ms, "ok", H, ""}, step{50 * ms, "late", H, ""})},
+		{"high PFail is anomalous", seq(step{0, "ok", H, ""}, step{10 * ms, "pfail", H, ""}, step{20 * ms, "pfail", S, ReasonAnomaly})},
+		{"over threshold is anomalous", seq(step{0, "ok", H, ""}, step{10 * ms, "thr", H, ""}, step{20 * ms, "thr", S, ReasonAnomaly})},
+		{"misses and anomalies make one run", seq(
+			step{0, "ok", H, ""}, step{10 * ms, "pfail", H, ""}, step{20 * ms, "miss", S, ReasonAnomaly})},
+		{"a run of anomalies keeps a suspect from recovering", seq(
+			step{0, "late", H, ""}, step{5 * ms, "late", S, ReasonAnomaly},
+			run("ok", 10*ms, 90*ms, S), step{92 * ms, "pfail", S, ""}, step{95 * ms, "pfail", S, ""},
 			run("ok", 100*ms, 190*ms, S), step{195 * ms, "ok", H, ReasonRecovered})},
+		{"a lone miss or anomaly does not restart the quiet", seq(
+			step{0, "late", H, ""}, step{5 * ms, "late", S, ReasonAnomaly},
+			run("ok", 10*ms, 50*ms, S), step{55 * ms, "miss", S, ""},
+			run("ok", 60*ms, 80*ms, S), step{85 * ms, "pfail", S, ""},
+			run("ok", 90*ms, 100*ms, S), step{105 * ms, "ok", H, ReasonRecovered})},
 		{"serf failed alone never accuses", seq(
 			step{0, "ok", H, ""}, step{10 * ms, "serf-fail", S, ReasonSerfFailed},
-			step{time.Minute, "serf-fail", S, ""}, step{2 * time.Minute, "miss", S, ""},
-			run("ok", 2*time.Minute+10*ms, 2*time.Minute+90*ms, S),
-			step{2*time.Minute + 100*ms, "ok", H, ReasonRecovered}, // 100 ms quiet after the miss
+			step{time.Minute, "serf-fail", S, ""}, step{2 * time.Minute, "miss", S, ""}, step{2*time.Minute + 5*ms, "miss", S, ""},
+			run("ok", 2*time.Minute+10*ms, 2*time.Minute+100*ms, S),
+			step{2*time.Minute + 105*ms, "ok", H, ReasonRecovered}, // 100 ms quiet after the run
 			step{2*time.Minute + 120*ms, "serf-fail", H, ""},       // still failed: not a new report
 			step{2*time.Minute + 130*ms, "serf-ok", H, ""},
 			step{2*time.Minute + 140*ms, "serf-fail", S, ReasonSerfFailed})},
@@ -637,5 +647,44 @@ func TestSetIncarnations(t *testing.T) {
 	}
 	if _, ok := s.LookupFor("n3", ""); ok {
 		t.Fatal("LookupFor found an unknown peer")
+	}
+}
+
+// TestSuspectBarFollowsTheLoss: a live peer behind a lossy link, scored by
+// a percentile, gives a bad result every few pings; the run that makes it
+// Suspect grows with the estimated loss so that suspicion stays rare.
+func TestSuspectBarFollowsTheLoss(t *testing.T) {
+	c := DefaultConfig()
+	tk := newTracker(t, c)
+	ok := Observation{RTT: ms, Timeout: 10 * ms}
+	at := time.Duration(0)
+	next := func() time.Duration { at += 25 * ms; return at }
+	tk.Observe(next(), ok)
+	if got := tk.Explain(at).NeedSuspect; got != 4 {
+		t.Fatalf("clean link: NeedSuspect = %d, want 4 (0.16^4 ≤ 1e-3)", got)
+	}
+	// One miss in ten for a while: an estimate near 10 %.
+	for i := range 2000 {
+		if i%10 == 0 {
+			tk.Observe(next(), Observation{Miss: true})
+		} else {
+			tk.Observe(next(), ok)
+		}
+		if tk.State() != Healthy {
+			t.Fatalf("a lone miss in ten made the peer %v at %d: %+v", tk.State(), i, tk.Explain(at))
+		}
+	}
+	x := tk.Explain(at)
+	if x.LossEstimate < 0.07 || x.LossEstimate > 0.13 || x.NeedSuspect != 6 {
+		t.Fatalf("loss estimate %.3f, NeedSuspect %d: want about 0.1 and 6", x.LossEstimate, x.NeedSuspect)
+	}
+	for i := 1; i < 6; i++ {
+		tk.Observe(next(), Observation{Miss: true})
+		if tk.State() != Healthy || !tk.Urgent() {
+			t.Fatalf("after %d misses: %v, urgent %v; want healthy and urgent", i, tk.State(), tk.Urgent())
+		}
+	}
+	if tr := tk.Observe(next(), Observation{Miss: true}); tr.To != Suspect || tr.Reason != ReasonMisses {
+		t.Fatalf("sixth miss: %+v, want suspect for misses", tr)
 	}
 }
