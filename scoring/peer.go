@@ -195,7 +195,8 @@ func (p *Peer) Observe(s Sample) (Result, error) {
 }
 
 // NeedsRefit reports whether Refit should be called: RefitEvery answered
-// samples arrived since the last one, or LateRefit of them came back later
+// samples arrived since the last one (or half the window's samples, if
+// more), or LateRefit of them came back later
 // than the adaptive timeout (the peer has changed; at q = 0.999 about one in
 // a thousand healthy answers is late), or enough samples arrived for a first
 // baseline or a first mixture.
@@ -203,7 +204,7 @@ func (p *Peer) NeedsRefit() bool {
 	if p.sinceRefit == 0 {
 		return false
 	}
-	if p.sinceRefit >= p.cfg.RefitEvery || (p.ready && p.late >= p.cfg.LateRefit) {
+	if p.sinceRefit >= max(p.cfg.RefitEvery, p.n/2) || (p.ready && p.late >= p.cfg.LateRefit) {
 		return true
 	}
 	if !p.baseOK[MetricRTT] && p.n >= p.cfg.MinBaseline {
