@@ -211,6 +211,11 @@ func (n *Node) enterEpoch() {
 // View returns a copy of the current view.
 func (n *Node) View() View { return n.view.Clone() }
 
+// SharedView returns the current view without copying it. The caller must
+// not change it. It stays as it is when the node moves to the next epoch:
+// the node replaces its view, it never changes one in place.
+func (n *Node) SharedView() View { return n.view }
+
 // Epoch returns the current view's epoch: the instance in progress.
 func (n *Node) Epoch() uint64 { return n.view.Epoch }
 

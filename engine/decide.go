@@ -15,7 +15,7 @@ import (
 // proposeFailure proposes the removal of an accused peer. The first live
 // observer of the peer proposes at once; the others give it a head start.
 func (e *Engine) proposeFailure(name string, t *suspicion.Tracker) {
-	v := e.cn.View()
+	v := e.cn.SharedView()
 	m, ok := v.Lookup(name)
 	if !ok || e.leaving(m) {
 		return
@@ -79,7 +79,7 @@ func (e *Engine) Message(now time.Time, from string, payload []byte) {
 		e.log(Warn, "dropping a consensus message from another cluster", "from", from)
 		return
 	}
-	if (m.Type == consensus.MsgDecided || m.Type == consensus.MsgSnapshot) && e.cn.Epoch() > 0 && !e.cn.View().Contains(from) {
+	if (m.Type == consensus.MsgDecided || m.Type == consensus.MsgSnapshot) && e.cn.Epoch() > 0 && !e.cn.SharedView().Contains(from) {
 		// Decisions come from the members that learned them from a quorum.
 		e.log(Warn, "dropping a decision from a node outside the view", "from", from, "msg", m.String())
 		return
@@ -159,7 +159,7 @@ func (e *Engine) drain() {
 		e.log(Debug, "proposal given up: no quorum agreed, or another change won the epoch", "change", c.String())
 	}
 	if rd.Snapshot != nil || len(rd.Decided) > 0 {
-		e.seen = e.cn.View()
+		e.seen = e.cn.SharedView()
 		e.refreshMonitors()
 		// A new epoch: accusations may be proposed again at once.
 		for _, name := range e.sus.Names() {
@@ -176,12 +176,12 @@ func (e *Engine) viewsBefore(decided []consensus.Decision) []consensus.View {
 	v := e.seen
 	for _, d := range decided {
 		if v.Epoch != d.Epoch {
-			return viewsBack(e.cn.View(), decided)
+			return viewsBack(e.cn.SharedView(), decided)
 		}
 		out = append(out, v)
 		next, err := v.Apply(d.Change)
 		if err != nil {
-			return viewsBack(e.cn.View(), decided)
+			return viewsBack(e.cn.SharedView(), decided)
 		}
 		v = next
 	}
@@ -224,7 +224,7 @@ func (e *Engine) apply(dec consensus.Decision, before consensus.View) {
 	// is already the last one's, and every node must hand jobs over alike.
 	view, err := before.Apply(c)
 	if err != nil {
-		view = e.cn.View()
+		view = e.cn.SharedView()
 	}
 	old, replaced := before.Lookup(c.Member.Name)
 	replaced = replaced && c.Kind == consensus.Add && old.Boot != c.Member.Boot
@@ -349,11 +349,14 @@ func (e *Engine) Tick(now time.Time) {
 	e.runDue()
 	e.recheckJournal()
 	// Membership changes are looked for when gossip changed, while a
-	// change waits to be proposed, and once a second otherwise.
-	if !e.membersDirty && len(e.pending) == 0 && e.cn.Epoch() > 0 && e.now.Sub(e.lastMembers) < time.Second {
+	// change waits to be proposed, and at most once a second after a
+	// decision. Nothing else changes what a look would find: a look that
+	// found nothing left nothing pending.
+	if !e.membersDirty && len(e.pending) == 0 && e.cn.Epoch() > 0 &&
+		(e.cn.Epoch() == e.membersEpoch || e.now.Sub(e.lastMembers) < time.Second) {
 		return
 	}
-	e.membersDirty, e.lastMembers = false, e.now
+	e.membersDirty, e.lastMembers, e.membersEpoch = false, e.now, e.cn.Epoch()
 	if e.cn.Epoch() == 0 && e.now.Sub(e.lastCatchup) > time.Second {
 		// A new agent learns the view from any peer it can see.
 		e.lastCatchup = e.now
@@ -384,7 +387,7 @@ func (e *Engine) WantsMembers() bool {
 // members that left. The member nearest the subject on the ring proposes
 // first.
 func (e *Engine) proposeMembership() {
-	v := e.cn.View()
+	v := e.cn.SharedView()
 	if !v.Contains(e.self()) {
 		return
 	}
@@ -508,7 +511,7 @@ func (e *Engine) DecisionAnnounced(now time.Time, payload []byte) {
 		e.drain()
 		return
 	}
-	v := e.cn.View()
+	v := e.cn.SharedView()
 	peer := dec.Change.Evidence.Proposer
 	if !v.Contains(peer) || peer == e.self() {
 		peer = ""
@@ -531,7 +534,7 @@ func (e *Engine) DecisionAnnounced(now time.Time, payload []byte) {
 // failed, so its recovery runs as usual.
 func (e *Engine) ForceRemove(now time.Time, names []string) (uint64, error) {
 	e.step(now)
-	v := e.cn.View()
+	v := e.cn.SharedView()
 	seen := map[string]bool{}
 	for _, name := range names {
 		switch {
@@ -554,7 +557,7 @@ func (e *Engine) ForceRemove(now time.Time, names []string) (uint64, error) {
 		return 0, fmt.Errorf("this agent is at epoch %d but has heard of epoch %d: run force-remove on the survivor with the highest epoch (vigil info), or wait for this one to catch up", st.Epoch, st.Head)
 	}
 	for _, name := range names {
-		v = e.cn.View()
+		v = e.cn.SharedView()
 		m, _ := v.Lookup(name)
 		exec := Executor(viewNames(v), name, func(o string) bool { return seen[o] || e.ineligible(o) })
 		if exec == "" {

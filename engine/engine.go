@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand"
 	"sort"
 	"time"
@@ -411,18 +412,26 @@ type Engine struct {
 	models  map[string][]byte // stored models not loaded yet
 	probes  map[string]*peerProbe
 	held    []consensus.Message // prepares waiting for a fresh verdict
-	// cur caches the view of one epoch and its acceptors (current).
+	// cur caches the view of one epoch, its acceptors and this node's
+	// entry in it (current).
 	cur struct {
-		epoch uint64
-		view  consensus.View
-		acc   []consensus.Member
+		epoch  uint64
+		view   consensus.View
+		acc    []consensus.Member
+		self   consensus.Member
+		member bool
 	}
-	// gossip is serf's member list as last given (SetMembers).
+	// gossip is serf's member list as last given (SetMembers), the
+	// gossipCall-th; gossipGen says in which call each name came last.
 	gossip      map[string]Member
 	gossipNames []string // sorted
-	// membersDirty: gossip changed since Tick last looked, at lastMembers.
+	gossipGen   map[string]uint64
+	gossipCall  uint64
+	// membersDirty: gossip changed since Tick last looked, at lastMembers,
+	// in the view of epoch membersEpoch.
 	membersDirty bool
 	lastMembers  time.Time
+	membersEpoch uint64
 	// failures are the times this agent learned decided failures, per
 	// name, for rejoin damping; aliveSince and aliveBoot say since when
 	// gossip has seen each name alive, and under which boot id.
@@ -482,7 +491,7 @@ func New(cfg Config, st State, now time.Time) (*Engine, error) {
 	e := &Engine{
 		cfg: cfg, rand: cfg.Rand, now: now, base: now, boot: st.Boot, addr: st.Addr, cluster: st.Cluster,
 		scorers: map[string]*scoring.Peer{}, models: map[string][]byte{}, probes: map[string]*peerProbe{},
-		gossip: map[string]Member{}, bursting: map[string]bool{}, verdicts: map[string]cachedVerdict{},
+		gossip: map[string]Member{}, gossipGen: map[string]uint64{}, bursting: map[string]bool{}, verdicts: map[string]cachedVerdict{},
 		status: map[string]agreed{}, pending: map[string]time.Time{}, acked: map[string]time.Time{},
 		failures: map[string][]time.Time{}, aliveSince: map[string]time.Time{}, aliveBoot: map[string]string{},
 		jobs: map[string]*Job{}, running: map[string]bool{}, killed: map[string]bool{}, checking: map[string]bool{}, due: map[string]dueJob{}, recheck: map[string]time.Time{},
@@ -524,7 +533,7 @@ func New(cfg Config, st State, now time.Time) (*Engine, error) {
 	if e.cn, err = consensus.NewNode(ccfg, cs); err != nil {
 		return nil, fmt.Errorf("restore consensus state: %w", err)
 	}
-	e.seen = e.cn.View()
+	e.seen = e.cn.SharedView()
 	sort.Slice(st.Jobs, func(i, j int) bool { return st.Jobs[i].Epoch < st.Jobs[j].Epoch })
 	for _, j := range st.Jobs {
 		j := j
@@ -630,16 +639,44 @@ func (e *Engine) SetMembers(now time.Time, members []Member) {
 	if now.After(e.now) {
 		e.now = now
 	}
-	e.gossip = make(map[string]Member, len(members))
-	e.gossipNames = e.gossipNames[:0]
+	// The list is read in place: it changes little between two calls, and
+	// a thousand members are a table to rebuild every second.
+	// A name met twice in one list (gossipGen) stops it: the list may then
+	// leave out a name the engine has.
+	e.gossipCall++
+	changed, renamed := false, len(members) != len(e.gossip)
 	for _, m := range members {
-		if _, dup := e.gossip[m.Name]; !dup {
-			e.gossipNames = append(e.gossipNames, m.Name)
+		if renamed {
+			break
 		}
-		e.gossip[m.Name] = m
+		old, known := e.gossip[m.Name]
+		switch {
+		case !known || e.gossipGen[m.Name] == e.gossipCall:
+			renamed = true
+		case old.Addr != m.Addr || old.Status != m.Status || !maps.Equal(old.Tags, m.Tags):
+			e.gossip[m.Name] = m
+			changed = true
+		}
+		e.gossipGen[m.Name] = e.gossipCall
 	}
-	sort.Strings(e.gossipNames)
-	e.membersDirty = true
+	if renamed {
+		// Names came or went (or the list names one twice).
+		e.gossip = make(map[string]Member, len(members))
+		e.gossipGen = make(map[string]uint64, len(members))
+		e.gossipNames = e.gossipNames[:0]
+		for _, m := range members {
+			if _, dup := e.gossip[m.Name]; !dup {
+				e.gossipNames = append(e.gossipNames, m.Name)
+			}
+			e.gossip[m.Name] = m
+			e.gossipGen[m.Name] = e.gossipCall
+		}
+		sort.Strings(e.gossipNames)
+		changed = true
+	}
+	if changed {
+		e.membersDirty = true
+	}
 }
 
 // member finds a member in serf's list.

@@ -30,7 +30,7 @@ type MemberInfo struct {
 // Members merges gossip's list (as last given to SetMembers) with the
 // agreed view.
 func (e *Engine) Members() []MemberInfo {
-	v := e.cn.View()
+	v := e.cn.SharedView()
 	seen := map[string]bool{}
 	var out []MemberInfo
 	for _, name := range e.gossipNames {
@@ -207,7 +207,7 @@ var phaseNames = map[consensus.Phase]string{
 // it knows node at all. Decisions is left for the caller (the stored log).
 func (e *Engine) Why(node string) (Why, bool) {
 	out := Why{Node: node}
-	v := e.cn.View()
+	v := e.cn.SharedView()
 	found := false
 	for _, m := range e.Members() {
 		if m.Name == node {

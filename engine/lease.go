@@ -13,7 +13,7 @@ import (
 // back from a pause fences before it acts on anything else.
 func (e *Engine) checkLease() {
 	v, acc := e.current()
-	if m, ok := v.Lookup(e.self()); !ok || m.Boot != e.boot {
+	if m, ok := e.cur.self, e.cur.member; !ok || m.Boot != e.boot {
 		// Not a member under this incarnation (never added, removed, or
 		// restarted under a new boot id): nothing to hold until the view
 		// adds it.

@@ -82,8 +82,9 @@ func (e *Engine) acceptors(v consensus.View) []consensus.Member {
 // the lease is checked before every input. Callers must not change them.
 func (e *Engine) current() (consensus.View, []consensus.Member) {
 	if ep := e.cn.Epoch(); ep != e.cur.epoch || e.cur.acc == nil {
-		v := e.cn.View()
+		v := e.cn.SharedView()
 		e.cur.epoch, e.cur.view, e.cur.acc = ep, v, e.acceptors(v)
+		e.cur.self, e.cur.member = v.Lookup(e.self())
 	}
 	return e.cur.view, e.cur.acc
 }
@@ -98,7 +99,7 @@ func (e *Engine) leaseProbeInterval() time.Duration {
 // refreshMonitors makes the monitored set the ring successors of this node
 // in the agreed view; peers that left it are forgotten.
 func (e *Engine) refreshMonitors() {
-	v := e.cn.View()
+	v := e.cn.SharedView()
 	want := map[string]consensus.Member{}
 	if v.Contains(e.self()) {
 		k := min(len(v.Members)-1, MonitorK)
@@ -409,7 +410,7 @@ func (e *Engine) Bursted(now time.Time, r BurstResult) {
 	// tracker only if that is the member of the view now. A burst about
 	// an incarnation already removed is judged alone.
 	var t *suspicion.Tracker
-	if vm, ok := e.cn.View().Lookup(r.Peer); ok && vm.Boot == r.Boot {
+	if vm, ok := e.cn.SharedView().Lookup(r.Peer); ok && vm.Boot == r.Boot {
 		t = e.sus.For(r.Peer, r.Boot)
 	} else {
 		t, _ = suspicion.NewTracker(e.cfg.Suspicion) // validated in New

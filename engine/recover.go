@@ -191,7 +191,7 @@ func (e *Engine) maybeRun(j Job, inherited bool) {
 	if e.running[j.ID] || e.checking[j.ID] {
 		return
 	}
-	if !e.cn.View().Contains(e.self()) || !e.LeaseValid(e.now) {
+	if !e.cn.SharedView().Contains(e.self()) || !e.LeaseValid(e.now) {
 		// Fenced, or not yet in contact with a quorum: try again later.
 		e.due[j.ID] = dueJob{at: e.now.Add(e.cfg.FenceAfter / 4), inherited: inherited}
 		return
@@ -215,7 +215,7 @@ func (e *Engine) JournalChecked(now time.Time, c JournalCheck) {
 		return
 	}
 	j := *jp
-	v := e.cn.View()
+	v := e.cn.SharedView()
 	for _, o := range c.Answers {
 		if !v.Contains(o.From) {
 			continue // only members' journals count
@@ -306,7 +306,7 @@ func (e *Engine) startRunner(j Job) {
 	if e.running[j.ID] {
 		return
 	}
-	if !e.cn.View().Contains(e.self()) || !e.LeaseValid(e.now) {
+	if !e.cn.SharedView().Contains(e.self()) || !e.LeaseValid(e.now) {
 		e.due[j.ID] = dueJob{at: e.now.Add(e.cfg.FenceAfter / 4), inherited: true}
 		return
 	}
@@ -366,7 +366,7 @@ func (e *Engine) Reported(now time.Time, r Report) {
 // are idempotent by VIGIL_DECISION_ID.
 func (e *Engine) replicate(j Job) {
 	var others []string
-	for _, m := range e.cn.View().Members {
+	for _, m := range e.cn.SharedView().Members {
 		if m.Name != e.self() {
 			others = append(others, m.Name)
 		}
@@ -389,7 +389,7 @@ func (e *Engine) JournalQuestion(id string) (Job, bool) { return e.Job(id) }
 func (e *Engine) JournalPut(now time.Time, from string, o Job) bool {
 	e.step(now)
 	jp, ok := e.jobs[o.ID]
-	if !ok && o.Executor == e.self() && e.cn.View().Contains(from) && e.cn.View().Contains(e.self()) && !o.State.Final() {
+	if !ok && o.Executor == e.self() && e.cn.SharedView().Contains(from) && e.cn.SharedView().Contains(e.self()) && !o.State.Final() {
 		// A job handed to this node that it never heard of (it joined by
 		// snapshot after the decision), from a member of the view: it runs
 		// only after a quorum of the view was asked (inherited).

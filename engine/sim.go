@@ -11,6 +11,7 @@ import (
 	"container/heap"
 	"fmt"
 	"math/rand"
+	"slices"
 	"sort"
 	"time"
 
@@ -121,12 +122,13 @@ type simNode struct {
 }
 
 type simulation struct {
-	seed  int64
-	rnd   *rand.Rand
-	now   time.Duration
-	seq   uint64
-	q     eventQueue
-	nodes []*simNode
+	seed   int64
+	rnd    *rand.Rand
+	now    time.Duration
+	seq    uint64
+	q      eventQueue
+	nodes  []*simNode
+	byname map[string]*simNode
 	// The network: per-direction loss, a partition (cut[a][b]: a's
 	// packets do not reach b), delay bounds.
 	loss     float64
@@ -141,7 +143,6 @@ type simulation struct {
 	err      string
 	// What the checks remember.
 	decided  map[uint64]consensus.Decision // epoch → the value decided
-	views    map[uint64]string             // epoch → the view, as a string
 	accepted map[string]map[string]bool    // "epoch/ballot" → acceptors that sent Accepted
 	viewAt   map[uint64]consensus.View     // epoch → the view its instance ran in
 	running  map[string][]*simRunner       // job → runners now
@@ -227,14 +228,7 @@ func (s *simulation) passes(a, b int) bool {
 	return !s.cut[a][b] && s.rnd.Float64() >= s.loss
 }
 
-func (s *simulation) byName(name string) *simNode {
-	for _, n := range s.nodes {
-		if n.name == name {
-			return n
-		}
-	}
-	return nil
-}
+func (s *simulation) byName(name string) *simNode { return s.byname[name] }
 
 func (s *simulation) config(n *simNode, quorum consensus.Quorum, council int) Config {
 	return Config{
@@ -737,13 +731,11 @@ func (s *simulation) checkView(n *simNode) {
 		return
 	}
 	n.checked = n.eng.Epoch()
-	v := n.eng.View()
-	key := fmt.Sprint(v.Members)
-	if prev, ok := s.views[v.Epoch]; ok && prev != key {
-		s.fail("%s holds another view at epoch %d: %s, not %s", n.name, v.Epoch, key, prev)
+	v := n.eng.cn.SharedView()
+	if prev, ok := s.viewAt[v.Epoch]; ok && !slices.Equal(prev.Members, v.Members) {
+		s.fail("%s holds another view at epoch %d: %v, not %v", n.name, v.Epoch, v.Members, prev.Members)
 	}
-	if _, ok := s.views[v.Epoch]; !ok {
-		s.views[v.Epoch] = key
+	if _, ok := s.viewAt[v.Epoch]; !ok {
 		s.viewAt[v.Epoch] = v
 	}
 }
@@ -896,11 +888,11 @@ type simResult struct {
 func newSimulation(seed int64, cfg simConfig, tracing bool) *simulation {
 	s := &simulation{
 		seed: seed, rnd: rand.New(rand.NewSource(seed)), tracing: tracing, maxDelay: 2 * time.Millisecond,
-		decided: map[uint64]consensus.Decision{}, views: map[uint64]string{}, accepted: map[string]map[string]bool{},
+		decided: map[uint64]consensus.Decision{}, accepted: map[string]map[string]bool{},
 		viewAt: map[uint64]consensus.View{}, running: map[string][]*simRunner{}, lastRun: map[string]*simRunner{},
 		crashed: map[string]bool{}, healthy: map[string]time.Duration{}, runFor: cfg.runFor, mutate: cfg.mutate,
 		fenceAfter: cfg.fenceAfter, crashAt: map[string]time.Duration{}, removedAt: map[string]time.Duration{},
-		proposedAt: map[string]time.Duration{},
+		proposedAt: map[string]time.Duration{}, byname: map[string]*simNode{},
 	}
 	if s.fenceAfter <= 0 {
 		s.fenceAfter = 2 * time.Second
@@ -923,6 +915,7 @@ func newSimulation(seed int64, cfg simConfig, tracing bool) *simulation {
 			n.executor = cfg.executors[i]
 		}
 		s.nodes = append(s.nodes, n)
+		s.byname[n.name] = n
 		members = append(members, consensus.Member{Name: n.name, Boot: fmt.Sprintf("b%d-%d", i, 1), Addr: n.addr})
 	}
 	v := consensus.View{Epoch: 1, Members: members}
@@ -930,7 +923,7 @@ func newSimulation(seed int64, cfg simConfig, tracing bool) *simulation {
 		vv := v.Clone()
 		n.disk = simDisk{view: &vv, acceptor: &consensus.AcceptorState{Epoch: 1}, cluster: "sim-cluster", jobs: map[string]Job{}}
 	}
-	s.viewAt[1], s.views[1] = v, fmt.Sprint(v.Members)
+	s.viewAt[1] = v
 	for _, n := range s.nodes {
 		s.start(n, cfg.quorum, cfg.council)
 	}
