@@ -472,8 +472,8 @@ func printWhy(w io.Writer, y agent.Why) error {
 		fmt.Fprintf(tw, "this agent's verdict\tunreachable: %v (fresh: %v)\n", y.Verdict.Unreachable, y.Verdict.Fresh)
 	}
 	if s := y.Suspicion; s != nil {
-		fmt.Fprintf(tw, "this agent's suspicion\t%s for %v; %d misses in a row, silent %v, loss %.1f%%\n",
-			s.State, s.InStateFor.Round(time.Millisecond), s.Misses, s.Silence.Round(time.Millisecond), 100*s.LossEstimate)
+		fmt.Fprintf(tw, "this agent's suspicion\t%s for %v; %d misses in a row (%d to accuse), %d bad results in a row (%d to suspect), silent %v, loss %.1f%%\n",
+			s.State, s.InStateFor.Round(time.Millisecond), s.Misses, s.NeedMisses, s.BadRun, s.NeedSuspect, s.Silence.Round(time.Millisecond), 100*s.LossEstimate)
 	}
 	if sc := y.Score; sc != nil {
 		fmt.Fprintf(tw, "this agent's score\tpfail %.4f, threshold %.2f, last rtt %v\n", sc.PFail, sc.Threshold, sc.LastRTT)
