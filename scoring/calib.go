@@ -3,8 +3,6 @@ package scoring
 import (
 	"math"
 	"slices"
-
-	"gonum.org/v1/gonum/stat"
 )
 
 const (
@@ -38,7 +36,7 @@ func (c *calib) fit(nll []float64) {
 	slices.Sort(nll)
 	for j := range c.q {
 		p := (1 - calTail) * float64(j) / float64(calKnots-1)
-		c.q[j] = stat.Quantile(p, stat.LinInterp, nll, nil)
+		c.q[j] = quantile(p, nll)
 	}
 	u := c.q[calKnots-1]
 	var sum float64

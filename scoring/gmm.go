@@ -3,8 +3,6 @@ package scoring
 import (
 	"math"
 	"math/rand/v2"
-
-	"gonum.org/v1/gonum/stat/distuv"
 )
 
 // dim is the number of features: ln RTT and ln gap, both in ln seconds.
@@ -85,7 +83,7 @@ func (g *gmm) survival(d int, y float64) float64 {
 	var s float64
 	for j := 0; j < g.k; j++ {
 		// Φ(−z) through erfc keeps precision deep in the upper tail.
-		s += g.c[j].Weight * distuv.UnitNormal.CDF(-(y-g.c[j].Mean[d])/g.sd[j][d])
+		s += g.c[j].Weight * normalCDF(-(y-g.c[j].Mean[d])/g.sd[j][d], 0, 1)
 	}
 	return min(max(s, 0), 1)
 }
@@ -102,7 +100,7 @@ func (g *gmm) quantile(d int, q float64) float64 {
 		mid := 0.5 * (lo + hi)
 		var cdf float64
 		for j := 0; j < g.k; j++ {
-			cdf += g.c[j].Weight * distuv.Normal{Mu: g.c[j].Mean[d], Sigma: g.sd[j][d]}.CDF(mid)
+			cdf += g.c[j].Weight * normalCDF(mid, g.c[j].Mean[d], g.sd[j][d])
 		}
 		if cdf < q {
 			lo = mid

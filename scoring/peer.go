@@ -6,8 +6,6 @@ import (
 	"math/rand/v2"
 	"slices"
 	"time"
-
-	"gonum.org/v1/gonum/stat"
 )
 
 // ErrFitFailed is returned by Refit when EM produced no finite model; the
@@ -352,7 +350,7 @@ func (p *Peer) refitBaselines() {
 			continue
 		}
 		slices.Sort(v)
-		p.base[m] = stat.Quantile(0.5, stat.LinInterp, v, nil)
+		p.base[m] = quantile(0.5, v)
 		p.baseOK[m] = true
 	}
 }
