@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand"
+	"slices"
 	"sort"
 	"time"
 
@@ -607,7 +608,7 @@ func (e *Engine) Epoch() uint64            { return e.cn.Epoch() }
 func (e *Engine) Status() consensus.Status { return e.cn.Status() }
 func (e *Engine) Acceptors() []consensus.Member {
 	_, acc := e.current()
-	return acc
+	return slices.Clone(acc) // acc may be the consensus node's own view
 }
 
 func viewNames(v consensus.View) []string {

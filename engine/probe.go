@@ -329,7 +329,7 @@ func (e *Engine) Probed(now time.Time, r ProbeResult) {
 	}
 	t := e.sus.For(r.Peer, r.Boot)
 	tr := t.Observe(e.elapsed(), suspicion.Observation{
-		Miss: r.Miss, RTT: r.RTT, Timeout: r.Timeout, PFail: res.PFail, Threshold: thr,
+		Miss: r.Miss, RTT: r.RTT, Timeout: r.Timeout, PFail: res.PFail, Threshold: thr, Late: r.Late,
 	})
 	if tr.Changed() {
 		e.rd.Transitions = append(e.rd.Transitions, tr.To)

@@ -52,8 +52,8 @@ type Config struct {
 	SuspectFalseProb float64
 
 	// SuspectPFail is the scorer's failure probability at or above which a
-	// reply counts as anomalous: it turns Healthy into Suspect and does not
-	// count toward recovery (default 0.99). In (0, 1]. A reply with
+	// reply counts as anomalous: a bad result toward the run that turns
+	// Healthy into Suspect, and not a reply toward recovery (default 0.99). In (0, 1]. A reply with
 	// Threshold > 1, or an RTT beyond its Timeout, is anomalous too.
 	SuspectPFail float64
 

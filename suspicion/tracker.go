@@ -67,6 +67,10 @@ type Observation struct {
 	PFail float64
 	// Threshold is the sample's threshold score; > 1 is over the threshold.
 	Threshold float64
+	// Late marks the reply to a ping already observed as a miss: it ends
+	// the run of misses and proves the peer alive, but it is the same bad
+	// result as that miss, not a second one.
+	Late bool
 }
 
 // Tracker is the suspicion state of one peer as seen by this node. It is
@@ -318,13 +322,16 @@ func (t *Tracker) Observe(now time.Duration, o Observation) Transition {
 
 	anomalous := pfail >= t.cfg.SuspectPFail || o.Threshold > 1 ||
 		(o.Timeout > 0 && o.RTT > o.Timeout)
-	if anomalous {
+	switch {
+	case o.Late:
+		t.oks = 0 // its miss is already in the bad run
+	case anomalous:
 		t.oks = 0
 		t.badReplies++
 		if t.badResult(now) {
 			return t.moveTo(now, Suspect, ReasonAnomaly)
 		}
-	} else {
+	default:
 		t.oks++
 		t.bad, t.badReplies = 0, 0
 		t.graceUntil = 0 // it answered in time: it is up, judge it as any other
@@ -365,8 +372,8 @@ func (t *Tracker) SerfStatus(now time.Duration, failed bool) Transition {
 }
 
 // ProbesWanted returns how many pings the prober should send to the peer
-// in the next ProbeInterval: 1 while Healthy with no current miss, Burst
-// while in doubt.
+// in the next ProbeInterval: 1 while Healthy with no current bad result,
+// Burst while in doubt (Urgent).
 func (t *Tracker) ProbesWanted(now time.Duration) int {
 	if t.Urgent() {
 		return t.cfg.Burst

@@ -63,6 +63,8 @@ func apply(tk *Tracker, s step) Transition {
 		return tk.Observe(s.at, Observation{Miss: true, Timeout: 10 * ms, PFail: 0.9})
 	case "late":
 		return tk.Observe(s.at, Observation{RTT: 20 * ms, Timeout: 10 * ms})
+	case "late-of-miss": // the reply to a ping already observed as a miss
+		return tk.Observe(s.at, Observation{RTT: 20 * ms, Timeout: 10 * ms, Late: true})
 	case "pfail":
 		return tk.Observe(s.at, Observation{RTT: ms, Timeout: 10 * ms, PFail: 0.995})
 	case "thr":
@@ -145,6 +147,18 @@ func TestTransitions(t *testing.T) {
 		{"one anomalous reply is not evidence", seq(
 			step{0, "ok", H, ""}, step{10 * ms, "pfail", H, ""}, step{20 * ms, "ok", H, ""},
 			step{30 * ms, "thr", H, ""}, step{40 * ms, "ok", H, ""}, step{50 * ms, "late", H, ""})},
+		{"a slow ping is one bad result, not two", seq(
+			step{0, "ok", H, ""}, step{10 * ms, "miss", H, ""}, step{12 * ms, "late-of-miss", H, ""},
+			step{20 * ms, "ok", H, ""}, step{30 * ms, "miss", H, ""}, step{32 * ms, "late-of-miss", H, ""},
+			step{40 * ms, "miss", H, ""}, // the run goes on: 2 of 3 (the misses raised the loss estimate)
+			step{50 * ms, "miss", S, ReasonMisses})},
+		{"a slow ping does not restart the quiet", seq(
+			step{0, "late", H, ""}, step{5 * ms, "late", S, ReasonAnomaly},
+			run("ok", 10*ms, 50*ms, S), step{55 * ms, "miss", S, ""}, step{57 * ms, "late-of-miss", S, ""},
+			run("ok", 60*ms, 100*ms, S), step{105 * ms, "ok", H, ReasonRecovered})},
+		{"a slow ping withdraws an accusation", seq(
+			step{0, "miss", H, ""}, step{10 * ms, "miss", S, ReasonMisses}, run("miss", 20*ms, 90*ms, S),
+			step{100 * ms, "miss", A, ReasonEvidence}, step{105 * ms, "late-of-miss", S, ReasonReply})},
 		{"high PFail is anomalous", seq(step{0, "ok", H, ""}, step{10 * ms, "pfail", H, ""}, step{20 * ms, "pfail", S, ReasonAnomaly})},
 		{"over threshold is anomalous", seq(step{0, "ok", H, ""}, step{10 * ms, "thr", H, ""}, step{20 * ms, "thr", S, ReasonAnomaly})},
 		{"misses and anomalies make one run", seq(
