@@ -641,38 +641,31 @@ func (e *Engine) SetMembers(now time.Time, members []Member) {
 		e.now = now
 	}
 	// The list is read in place: it changes little between two calls, and
-	// a thousand members are a table to rebuild every second.
-	// A name met twice in one list (gossipGen) stops it: the list may then
-	// leave out a name the engine has.
+	// a thousand members are a table to rebuild every second. gossipGen
+	// stamps each name with this call, so that names left out of it (and
+	// names it gives twice, the last one kept) are found.
 	e.gossipCall++
-	changed, renamed := false, len(members) != len(e.gossip)
+	changed, renamed := false, false
 	for _, m := range members {
-		if renamed {
-			break
-		}
 		old, known := e.gossip[m.Name]
-		switch {
-		case !known || e.gossipGen[m.Name] == e.gossipCall:
+		if !known || e.gossipGen[m.Name] == e.gossipCall {
 			renamed = true
-		case old.Addr != m.Addr || old.Status != m.Status || !maps.Equal(old.Tags, m.Tags):
+		}
+		if !known || old.Addr != m.Addr || old.Status != m.Status || !maps.Equal(old.Tags, m.Tags) {
 			e.gossip[m.Name] = m
 			changed = true
 		}
 		e.gossipGen[m.Name] = e.gossipCall
 	}
-	if renamed {
-		// Names came or went (or the list names one twice).
-		e.gossip = make(map[string]Member, len(members))
-		e.gossipGen = make(map[string]uint64, len(members))
-		e.gossipNames = e.gossipNames[:0]
-		for _, m := range members {
-			if _, dup := e.gossip[m.Name]; !dup {
-				e.gossipNames = append(e.gossipNames, m.Name)
+	if renamed || len(e.gossip) != len(members) {
+		// Names came or went.
+		for name, call := range e.gossipGen {
+			if call != e.gossipCall {
+				delete(e.gossip, name)
+				delete(e.gossipGen, name)
 			}
-			e.gossip[m.Name] = m
-			e.gossipGen[m.Name] = e.gossipCall
 		}
-		sort.Strings(e.gossipNames)
+		e.gossipNames = slices.Sorted(maps.Keys(e.gossip))
 		changed = true
 	}
 	if changed {

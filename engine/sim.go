@@ -732,11 +732,10 @@ func (s *simulation) checkView(n *simNode) {
 	}
 	n.checked = n.eng.Epoch()
 	v := n.eng.cn.SharedView()
-	if prev, ok := s.viewAt[v.Epoch]; ok && !slices.Equal(prev.Members, v.Members) {
-		s.fail("%s holds another view at epoch %d: %v, not %v", n.name, v.Epoch, v.Members, prev.Members)
-	}
-	if _, ok := s.viewAt[v.Epoch]; !ok {
+	if prev, ok := s.viewAt[v.Epoch]; !ok {
 		s.viewAt[v.Epoch] = v
+	} else if !slices.Equal(prev.Members, v.Members) {
+		s.fail("%s holds another view at epoch %d: %v, not %v", n.name, v.Epoch, v.Members, prev.Members)
 	}
 }
 
