@@ -3,6 +3,7 @@ package consensus
 import (
 	"fmt"
 	"math/rand"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -41,6 +42,7 @@ func newCluster(t testing.TB, n int, tweak func(*Config)) *cluster {
 		c.names = append(c.names, name)
 		v.Members = append(v.Members, Member{Name: name, Boot: "b0", Addr: fmt.Sprintf("10.0.0.%d:7946", i+1)})
 	}
+	slices.SortFunc(v.Members, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
 	for i, name := range c.names {
 		c.verdicts[name] = true
 		cfg := testConfig(name, int64(i+1), JudgeFunc(func(Change) bool { return c.verdicts[name] }))

@@ -84,6 +84,12 @@ type Config struct {
 	// quorum of promises without stale values ignores it (see
 	// proposal.tryAccept). 0: values never go stale. ≥ 0.
 	StaleAccepted int
+	// TellAll: in a view of at most TellAll members the proposer sends
+	// its decision to every member, so all learn it one hop after the
+	// quorum; in a larger one it tells the acceptors, the subject and the
+	// executor, and the others learn by catch-up (the agent's
+	// announcement starts it at once). 0: never every member. ≥ 0.
+	TellAll int
 	// LogTail is how many recent decisions the node keeps to serve
 	// catch-up; peers further behind get a snapshot. ≥ 1.
 	LogTail int
@@ -110,6 +116,7 @@ func DefaultConfig() Config {
 		CatchupInterval: 20,
 		StaleAccepted:   50,
 		LogTail:         1024,
+		TellAll:         128,
 	}
 }
 
@@ -132,6 +139,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: Config.CatchupInterval %d must be ≥ 1 tick", ErrInvalid, c.CatchupInterval)
 	case c.StaleAccepted < 0:
 		return fmt.Errorf("%w: Config.StaleAccepted %d must be ≥ 0", ErrInvalid, c.StaleAccepted)
+	case c.TellAll < 0:
+		return fmt.Errorf("%w: Config.TellAll %d must be ≥ 0", ErrInvalid, c.TellAll)
 	case c.LogTail < 1:
 		return fmt.Errorf("%w: Config.LogTail %d must be ≥ 1", ErrInvalid, c.LogTail)
 	case c.Rand == nil:

@@ -754,6 +754,11 @@ func (n *Node) onAccepted(m Message) error {
 	}
 	tell(d.Change.Member.Name)
 	tell(d.Change.Executor)
+	if len(n.view.Members) <= n.cfg.TellAll {
+		for _, m := range n.view.Members {
+			tell(m.Name)
+		}
+	}
 	return n.learn(d, "")
 }
 

@@ -3,6 +3,7 @@ package consensus
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand"
 	"reflect"
 	"slices"
@@ -29,6 +30,7 @@ func TestConfigValidateNamesField(t *testing.T) {
 		{"Config.BackoffMax", func(c *Config) { c.BackoffMax = 0 }},
 		{"Config.CatchupInterval", func(c *Config) { c.CatchupInterval = 0 }},
 		{"Config.LogTail", func(c *Config) { c.LogTail = 0 }},
+		{"Config.TellAll", func(c *Config) { c.TellAll = -1 }},
 		{"Config.Rand", func(c *Config) { c.Rand = nil }},
 		{"Config.Verdict", func(c *Config) { c.Verdict = nil }},
 	}
@@ -611,6 +613,43 @@ func TestForceDecidesWithoutAQuorum(t *testing.T) {
 		}
 		if v := c.nodes[name].View(); v.Contains("n5") || v.Epoch != 2 {
 			t.Fatalf("%s: view %+v", name, v)
+		}
+	}
+}
+
+// A view of at most TellAll members hears a decision from its proposer
+// directly; a larger one only its acceptors, the subject and the executor.
+func TestProposerTellsEveryMemberOfASmallView(t *testing.T) {
+	for _, tellAll := range []int{12, 11, 0} {
+		c := newCluster(t, 12, func(cfg *Config) { cfg.CouncilSize, cfg.TellAll = 3, tellAll })
+		rm := Change{Kind: Remove, Reason: Failed, Member: Member{Name: "n12", Boot: "b0", Addr: "10.0.0.12:7946"}, Executor: "n11"}
+		proposer := c.names[0]
+		before := c.nodes[proposer].View()
+		if err := c.propose(proposer, rm); err != nil {
+			t.Fatal(err)
+		}
+		told := map[string]bool{}
+		for i := 0; len(c.queue) > 0; i++ {
+			if i > 10000 {
+				t.Fatal("messages never stop")
+			}
+			if m := c.queue[0]; m.Type == MsgDecided && m.From == proposer {
+				told[m.To] = true
+			}
+			c.deliver()
+		}
+		want := map[string]bool{"n12": true, "n11": true}
+		for _, a := range Acceptors(before, 3) {
+			want[a.Name] = true
+		}
+		if tellAll >= 12 {
+			for _, name := range c.names {
+				want[name] = true
+			}
+		}
+		delete(want, proposer)
+		if !maps.Equal(told, want) {
+			t.Errorf("TellAll %d: the proposer told %v, want %v", tellAll, slices.Sorted(maps.Keys(told)), slices.Sorted(maps.Keys(want)))
 		}
 	}
 }
