@@ -199,21 +199,33 @@ func (e *Engine) NextProbe() time.Time {
 }
 
 // probeAfter is when the next ping to a peer is due, at most gap after
-// this one. A gap of at least the idle cadence ends on this node's round
-// grid (its multiples of IdleInterval since it started), the last point
-// within the gap: every healthy peer, and the lease's pings, then fall due
-// at the same instants, and the prober (and the caller's timers) wake once
-// a round rather than once per peer. A peer is never pinged later than its
-// gap asks, so the gaps its model learns from do not stretch. Shorter gaps
-// (a doubted peer, a peer whose model learns while the idle cadence is
-// longer) keep their own times.
+// this one. A gap of at least the idle cadence ends on the cluster's round
+// grid (the clock's multiples of IdleInterval; of ProbeInterval for a gap
+// between the two), the last point within the gap: every healthy peer,
+// and the lease's pings, then fall due at the same instants, and the
+// prober (and the caller's timers) wake once a round rather than once per
+// peer. Every agent's clock has the same grid, so the pings an agent
+// answers come at about the time of the pongs it awaits. A peer is never
+// pinged later than its gap asks, so the gaps its model learns from do
+// not stretch. Shorter gaps (a doubted peer's) keep their own times.
 func (e *Engine) probeAfter(gap time.Duration) time.Time {
 	g := e.cfg.Suspicion.IdleInterval
+	if gap < g {
+		// A peer still learning is pinged every ProbeInterval, on that
+		// grid (the idle grid's points are on it too).
+		g = e.cfg.Suspicion.ProbeInterval
+	}
 	if gap < g || g <= 0 {
 		return e.now.Add(gap)
 	}
-	at := e.now.Add(gap).Sub(e.base)
-	return e.base.Add(at - at%g)
+	// From e.now, not a truncated time: the result keeps its monotonic
+	// reading, so a step of the wall clock shifts the grid once and never
+	// stalls the prober.
+	off := e.now.Add(gap).UnixNano() % int64(g)
+	if off < 0 {
+		off += int64(g)
+	}
+	return e.now.Add(gap - time.Duration(off))
 }
 
 // Probe starts the pings that are due at now (Ready.Pings).

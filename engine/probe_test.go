@@ -3,12 +3,13 @@ package engine
 import (
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
 
 // The prober wakes once a round, not once per peer: healthy peers fall due
-// on the node's round grid (probeAfter), however their pings were spread
+// on the round grid (probeAfter), however their pings were spread
 // when they were added, and each keeps its cadence.
 func TestProbesAlignOnTheRoundGrid(t *testing.T) {
 	const nodes = 5
@@ -19,7 +20,9 @@ func TestProbesAlignOnTheRoundGrid(t *testing.T) {
 	}
 	e := s.nodes[0].eng
 	e.Ready()
-	round := e.cfg.Suspicion.IdleInterval
+	// The models still learn: every peer once a ProbeInterval, on its grid
+	// (TestTheRoundGridIsTheClocks checks the idle cadence's).
+	round := e.cfg.Suspicion.ProbeInterval
 	names := slices.Sorted(maps.Keys(e.probes))
 	if len(names) != nodes-1 {
 		t.Fatalf("monitors %v", names)
@@ -50,5 +53,41 @@ func TestProbesAlignOnTheRoundGrid(t *testing.T) {
 		if d := wakes[i].Sub(wakes[i-1]); d != round {
 			t.Fatalf("wake-ups %v apart after the first round (wake %d), want %v: %v", d, i, round, wakes)
 		}
+	}
+}
+
+// The round grid is the clock's, not the node's: agents started at any
+// time ping on the same instants (so an agent reads the pings it answers
+// and the pongs it awaits in one wake-up), and the time handed back keeps
+// the monotonic clock.
+func TestTheRoundGridIsTheClocks(t *testing.T) {
+	s := newSimulation(1, simConfig{n: 3, executors: allExecutors(3), duration: 10 * time.Second}, false)
+	e := s.nodes[0].eng
+	g := e.cfg.Suspicion.IdleInterval
+	start := time.Now()
+	for _, off := range []time.Duration{0, time.Millisecond, 37 * time.Millisecond, g - 1, g, 3*g + 5} {
+		for _, gap := range []time.Duration{g, g + 1, 2*g - 1, 5 * g} {
+			e.now = start.Add(off)
+			at := e.probeAfter(gap)
+			if r := at.UnixNano() % int64(g); r != 0 {
+				t.Errorf("now+%v, gap %v: due %v past the clock's grid", off, gap, time.Duration(r))
+			}
+			if d := at.Sub(e.now); d > gap || d <= gap-g {
+				t.Errorf("now+%v, gap %v: due %v later, want in (%v, %v]", off, gap, d, gap-g, gap)
+			}
+			if !strings.Contains(at.String(), "m=") {
+				t.Errorf("now+%v, gap %v: the due time lost the monotonic clock: %v", off, gap, at)
+			}
+		}
+	}
+	// Before 1970 (a simulated clock may be anywhere) the grid holds too.
+	e.now = time.Date(1960, 1, 1, 0, 0, 0, 12345, time.UTC)
+	if at := e.probeAfter(g); at.UnixNano()%int64(g) != 0 || at.After(e.now.Add(g)) {
+		t.Errorf("before 1970: due %v", at)
+	}
+	// A gap shorter than the round keeps its own time.
+	e.now = start.Add(time.Millisecond)
+	if at := e.probeAfter(g / 8); !at.Equal(e.now.Add(g / 8)) {
+		t.Errorf("a short gap moved to %v", at.Sub(e.now))
 	}
 }
