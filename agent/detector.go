@@ -582,26 +582,11 @@ func (d *detector) deliver(r engine.ProbeResult) {
 // burst pings a member N times, close together, and reports the counts.
 // A member whose address does not parse gets no ping: no evidence.
 func (d *detector) burst(b engine.Burst) {
-	ip, port, ok := parseAddr(b.Addr)
+	_, _, ok := parseAddr(b.Addr)
 	d.a.spawn(func() {
 		r := engine.BurstResult{Peer: b.Peer, Boot: b.Boot}
 		if ok {
-			results := make(chan bool, b.N)
-			for i := 0; i < b.N; i++ {
-				go func() {
-					_, err := d.a.mesh.Ping(b.Peer, ip, port)
-					results <- err == nil
-				}()
-				time.Sleep(b.Gap)
-			}
-			// Every ping ends within memberlist's probe timeout.
-			for i := 0; i < b.N; i++ {
-				if <-results {
-					r.OK++
-				} else {
-					r.Miss++
-				}
-			}
+			r.OK, r.Miss = d.a.mesh.PingBurst(b.Peer, b.Addr, b.N, b.Gap, b.Wait)
 		}
 		select {
 		case d.burstCh <- r:

@@ -28,6 +28,8 @@ const (
 	// minMissTimeout floors the adaptive timeout at which an unanswered
 	// ping is reported as a miss (a later ack still counts as a reply).
 	minMissTimeout = 10 * time.Millisecond
+	// minBurstWait is the least a verdict burst waits after its last ping.
+	minBurstWait = 100 * time.Millisecond
 	// verdictTTL is how long a verdict burst's result answers prepares.
 	verdictTTL = 2 * time.Second
 	// addGrace is how long a member other than the designated one waits
@@ -222,11 +224,12 @@ type Ping struct {
 }
 
 // Burst asks the caller to ping Peer N times, Gap apart, and report the
-// counts in one BurstResult.
+// counts in one BurstResult: a ping is answered if its pong comes by Wait
+// after the last ping.
 type Burst struct {
 	Peer, Boot, Addr string
 	N                int
-	Gap              time.Duration
+	Gap, Wait        time.Duration
 }
 
 // Run asks the caller to start the runner of Job from attempt First: it

@@ -410,7 +410,30 @@ func (e *Engine) startBurst(m consensus.Member) {
 	}
 	e.bursting[m.Name] = true
 	n, gap := e.cfg.Suspicion.VerdictBurst, e.cfg.Suspicion.ProbeInterval/time.Duration(max(e.cfg.Suspicion.Burst, 1))
-	e.rd.Bursts = append(e.rd.Bursts, Burst{Peer: m.Name, Boot: m.Boot, Addr: m.Addr, N: n, Gap: gap})
+	e.rd.Bursts = append(e.rd.Bursts, Burst{Peer: m.Name, Boot: m.Boot, Addr: m.Addr, N: n, Gap: gap, Wait: e.burstWait(m.Name)})
+}
+
+// burstWait is how long a verdict burst waits after its last ping: the
+// subject's adaptive timeout when this node monitors it, else the longest
+// of the peers it monitors (how late a live peer answers this observer
+// now: it grows when this machine is loaded), at least minBurstWait and at
+// most the probe timeout; the probe timeout while no model is ready. The
+// burst's first ping has the burst's length besides.
+func (e *Engine) burstWait(name string) time.Duration {
+	var w time.Duration
+	if p, ok := e.probes[name]; ok && !p.leaseOnly {
+		w = e.missTimeout(name)
+	} else {
+		for peer, p := range e.probes {
+			if !p.leaseOnly {
+				w = max(w, e.missTimeout(peer))
+			}
+		}
+	}
+	if w == 0 {
+		return e.cfg.ProbeTimeout
+	}
+	return min(max(w, minBurstWait), e.cfg.ProbeTimeout)
 }
 
 // Bursted takes the outcome of a Burst and steps the prepares that waited

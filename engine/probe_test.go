@@ -91,3 +91,41 @@ func TestTheRoundGridIsTheClocks(t *testing.T) {
 		t.Errorf("a short gap moved to %v", at.Sub(e.now))
 	}
 }
+
+// A verdict burst waits after its last ping as long as this observer's
+// models say a live peer may take: the subject's own timeout when it
+// monitors it, else the longest of its monitored peers', within
+// [minBurstWait, ProbeTimeout].
+func TestBurstWaitFollowsTheModels(t *testing.T) {
+	s := newSimulation(1, simConfig{n: 5, executors: allExecutors(5), duration: 90 * time.Second}, false)
+	s.run(60 * time.Second)
+	if s.err != "" {
+		t.Fatal(s.err)
+	}
+	e := s.nodes[0].eng
+	clamp := func(d time.Duration) time.Duration { return min(max(d, minBurstWait), e.cfg.ProbeTimeout) }
+	var longest time.Duration
+	for name, p := range e.probes {
+		if p.leaseOnly {
+			continue
+		}
+		if !e.scorer(name).Ready() {
+			t.Fatalf("%s's model is not ready after 60 s", name)
+		}
+		longest = max(longest, e.missTimeout(name))
+		if got, want := e.burstWait(name), clamp(e.missTimeout(name)); got != want {
+			t.Errorf("burst at monitored %s waits %v, want %v", name, got, want)
+		}
+	}
+	if got, want := e.burstWait("stranger"), clamp(longest); got != want {
+		t.Errorf("burst at a member it does not monitor waits %v, want %v (longest %v)", got, want, longest)
+	}
+	if e.burstWait("stranger") >= e.cfg.ProbeTimeout {
+		t.Errorf("with ready models the burst still waits the probe timeout %v", e.cfg.ProbeTimeout)
+	}
+	// With no model, the probe timeout.
+	e.probes = map[string]*peerProbe{}
+	if got := e.burstWait("stranger"); got != e.cfg.ProbeTimeout {
+		t.Errorf("without models the burst waits %v, want the probe timeout %v", got, e.cfg.ProbeTimeout)
+	}
+}

@@ -588,7 +588,7 @@ func (s *simulation) burst(n *simNode, b Burst) {
 			r.Miss++
 		}
 	}
-	at := s.now + time.Duration(b.N)*b.Gap + 500*time.Millisecond
+	at := s.now + time.Duration(b.N-1)*b.Gap + b.Wait
 	s.push(&simEvent{at: at, kind: evBursted, node: n.i, inc: n.inc, br: r})
 }
 

@@ -155,13 +155,19 @@ func newDirect(self string, keyring *memberlist.Keyring) *direct {
 // seq. It is not kept: a lost ping is not sent again.
 func (d *direct) ping(addr string) (uint64, error) {
 	seq := d.nextSeq()
+	return seq, d.pingSeq(seq, addr)
+}
+
+// pingSeq sends the ping frame numbered seq (from nextSeq) to addr: a
+// caller that must be ready for the pong takes the seq first.
+func (d *direct) pingSeq(seq uint64, addr string) error {
 	frame, err := d.frame(kindPing, seq, nil)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	d.count(&d.stats.Pings)
 	d.write(frame, addr)
-	return seq, nil
+	return nil
 }
 
 // send delivers payload to the node named to, and keeps it for Resend

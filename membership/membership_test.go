@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -297,5 +298,57 @@ func TestClusterGuardRefusesOtherRulesAndClusters(t *testing.T) {
 	g.id = func() string { return "" }
 	if g.NotifyMerge([]*serf.Member{{Name: "x", Tags: map[string]string{RulesTag: "majority/0"}}}) == nil {
 		t.Error("other rules let in before the cluster exists")
+	}
+}
+
+// A verdict burst pings with vigil's own pings: a live member answers
+// every one and the burst ends as soon as it has; a silent address costs
+// the wait after the last ping; a pong from another name is not the
+// member's answer. A burst's pongs never reach the loop's queue.
+func TestPingBurstCountsTheMembersPongs(t *testing.T) {
+	a, b, stop := startPair(t)
+	defer stop()
+	waitUntil(t, 10*time.Second, "both members", func() bool { return len(a.Members()) == 2 && len(b.Members()) == 2 })
+	bAddr := fmt.Sprintf("127.0.0.1:%d", 20000+os.Getpid()%5000*2+1)
+	a.TakePongs()
+
+	start := time.Now()
+	ok, miss := a.PingBurst("b", bAddr, 5, 5*time.Millisecond, 20*time.Second)
+	if ok != 5 || miss != 0 {
+		t.Errorf("a live member: ok %d, miss %d; want 5, 0", ok, miss)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("a burst answered in full waited %v: it should end at the last pong", d)
+	}
+	if q := a.TakePongs(); len(q) != 0 {
+		t.Errorf("the burst's pongs reached the loop's queue: %+v", q)
+	}
+
+	// Nobody listens on a closed UDP port.
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := c.LocalAddr().String()
+	c.Close()
+	start = time.Now()
+	ok, miss = a.PingBurst("b", dead, 3, time.Millisecond, 150*time.Millisecond)
+	if ok != 0 || miss != 3 {
+		t.Errorf("a silent address: ok %d, miss %d; want 0, 3", ok, miss)
+	}
+	if d := time.Since(start); d < 150*time.Millisecond {
+		t.Errorf("a silent burst ended after %v, before its wait", d)
+	}
+
+	// b answers as b: not as the member c the burst is about.
+	ok, miss = a.PingBurst("c", bAddr, 2, time.Millisecond, 300*time.Millisecond)
+	if ok != 0 || miss != 2 {
+		t.Errorf("pongs from another name: ok %d, miss %d; want 0, 2", ok, miss)
+	}
+	a.mu.Lock()
+	left := len(a.waiting)
+	a.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d burst pings still waited for after their bursts", left)
 	}
 }

@@ -142,6 +142,9 @@ type Mesh struct {
 	queue   []Event
 	inbound []Inbound
 	pongs   []Pong
+	// waiting are the pings of a PingBurst in progress, by seq: their
+	// pongs go to the burst, not to the loop.
+	waiting map[uint64]burstPing
 }
 
 // CheckAddr reports whether s is written as "host[:port]", without

@@ -2,10 +2,8 @@ package membership
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"math"
-	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -83,24 +81,6 @@ func (m *Mesh) PeerLoad(name string) (Load, bool) {
 	return ld, ok
 }
 
-// ErrNoAck is a ping that got no answer within the probe timeout.
-var ErrNoAck = errors.New("membership: no ack")
-
-// Ping sends one direct UDP ping to a member and waits for its ack up to
-// memberlist's probe timeout. It works against members memberlist thinks
-// dead. A lost ping is a miss, not evidence by itself.
-func (m *Mesh) Ping(name string, addr net.IP, port uint16) (time.Duration, error) {
-	rtt, err := m.serf.Memberlist().Ping(name, &net.UDPAddr{IP: addr, Port: int(port)})
-	if err != nil {
-		var np memberlist.NoPingResponseError
-		if errors.As(err, &np) {
-			return 0, ErrNoAck
-		}
-		return 0, err
-	}
-	return rtt, nil
-}
-
 // SendPing sends one of vigil's own pings to a member's gossip address
 // addr (IP:PORT), on the point-to-point transport, and returns its seq; it
 // does not block. The caller checks that the pong's sender is the member it
@@ -118,10 +98,73 @@ func (m *Mesh) TakePongs() []Pong {
 	return q
 }
 
-// offerPong queues a pong for the loop; beyond the queue's bound it is
-// dropped (a late answer, read as a miss).
+// burstPing is one ping of a PingBurst: whom it was sent to, and where
+// its pong goes.
+type burstPing struct {
+	from string
+	ch   chan<- struct{}
+}
+
+// PingBurst sends n of vigil's pings to the member name at addr (IP:PORT),
+// gap apart, and counts those answered by the time the burst ends: wait
+// after the last one, or as soon as every ping is answered. An early ping
+// thus has the gaps after it as well to be answered. A ping that cannot
+// be sent is a miss. It blocks for at most (n−1)·gap + wait.
+func (m *Mesh) PingBurst(name, addr string, n int, gap, wait time.Duration) (ok, miss int) {
+	ch := make(chan struct{}, n)
+	var seqs []uint64
+	defer func() {
+		m.mu.Lock()
+		for _, s := range seqs {
+			delete(m.waiting, s)
+		}
+		m.mu.Unlock()
+	}()
+	for i := range n {
+		if i > 0 {
+			time.Sleep(gap)
+		}
+		// Waited for before it is sent: on loopback the pong can come
+		// back before the send returns.
+		seq := m.direct.nextSeq()
+		m.mu.Lock()
+		if m.waiting == nil {
+			m.waiting = map[uint64]burstPing{}
+		}
+		m.waiting[seq] = burstPing{from: name, ch: ch}
+		m.mu.Unlock()
+		seqs = append(seqs, seq)
+		if err := m.direct.pingSeq(seq, addr); err != nil {
+			m.mu.Lock()
+			delete(m.waiting, seq)
+			m.mu.Unlock()
+			seqs = seqs[:len(seqs)-1]
+		}
+	}
+	end := time.NewTimer(wait)
+	defer end.Stop()
+	for ok < len(seqs) {
+		select {
+		case <-ch:
+			ok++
+		case <-end.C:
+			return ok, n - ok
+		}
+	}
+	return ok, n - ok
+}
+
+// offerPong queues a pong for the loop, or hands it to the PingBurst that
+// waits for it; beyond the queue's bound it is dropped (a late answer,
+// read as a miss).
 func (m *Mesh) offerPong(p Pong) {
 	m.mu.Lock()
+	if w, ok := m.waiting[p.Seq]; ok && w.from == p.From {
+		delete(m.waiting, p.Seq)
+		m.mu.Unlock()
+		w.ch <- struct{}{} // buffered for every ping of the burst
+		return
+	}
 	if len(m.pongs) >= maxInbound {
 		m.mu.Unlock()
 		return

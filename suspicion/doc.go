@@ -119,7 +119,8 @@
 //     the back-off (1 s, doubling to 8 s) stops repeats. Call
 //     ResetProposals when the view changes.
 //   - On a prepare, ask Verdict(now). If fresh is false, send VerdictBurst
-//     (10) pings ProbeGap apart at the burst rate (25 ms: 250 ms in all,
+//     (10) pings ProbeGap apart at the burst rate (25 ms: 225 ms from the
+//     first to the last, and then a wait of at least 100 ms for the pongs:
 //     longer than a 100 ms stop) and answer with VerdictAfterPing. An
 //     acceptor that does not monitor the peer has no tracker evidence and
 //     always pings; 10 misses are its bar at the floor (0.5^10 ≈ 1e-3).
