@@ -101,11 +101,11 @@
 // For each monitored peer, with the defaults:
 //
 //   - Send the next ping ProbeGap(now) after the previous one, asking again
-//     after every result: 200 ms (IdleInterval) while the tracker is calm,
+//     after every result: 400 ms (IdleInterval) while the tracker is calm,
 //     25 ms (ProbeInterval / Burst, Burst = 8) while it is Urgent (a current
 //     miss or anomalous reply, Suspect, Accused, or serf says failed). The
 //     first miss must switch to the burst rate at once, not at the next
-//     200 ms round: the bar is counted in pings, so the detection time is
+//     400 ms round: the bar is counted in pings, so the detection time is
 //     bar × gap.
 //   - Give each ping the scorer's adaptive timeout and report a miss when it
 //     expires. Pings may overlap if the timeout is longer than the gap.
@@ -135,10 +135,10 @@
 //     before it answers at all; a quorum found it reachable a moment
 //     before. One that answered and then died is accused as fast as any.
 //
-// Cost: 5 pings a second to a calm peer, 40 to a peer in doubt. In the
+// Cost: 2.5 pings a second to a calm peer, 40 to a peer in doubt. In the
 // simulation (TestSimLossyNoAccusation) a live peer is Suspect 1 % of the
-// time at 36 % loss (7.3 pings a second per pair, the bursts after single
-// misses included) and 49 % of the time at 59 % (24 a second). Under loss
+// time at 36 % loss (4.0 pings a second per pair, the bursts after single
+// misses included) and 52 % of the time at 59 % (23 a second). Under loss
 // the burst rate is also what keeps the loss estimate sharp and detection
 // fast.
 //
@@ -149,10 +149,11 @@
 // MinSilence. In the simulation (TestSimCrash, 10 ms timeout):
 //
 //	loss   crash → accused (per observer)
-//	0      median 0.83 s
-//	36 %   median 0.85 s
-//	59 %   median 1.53 s (bar 69 or more)
+//	0      median 0.91 s
+//	36 %   median 0.92 s
+//	59 %   median 1.47 s (bar 69 or more)
 //
-// A 10 s stop is accused the same way (about 0.83 s), withdrawn at the
+// (0.83, 0.85 and 1.53 s with a 200 ms idle cadence.) A 10 s stop is
+// accused the same way (about 1.0 s), withdrawn at the
 // first reply after it resumes and Healthy about 1 s later.
 package suspicion

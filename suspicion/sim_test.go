@@ -272,7 +272,7 @@ func TestSimCrash(t *testing.T) {
 					}
 				}
 			}
-			t.Logf("crash → accused (per observer, %d ms probe round, burst %d): %s", cfg.ProbeInterval.Milliseconds(), cfg.Burst, quantiles(delays))
+			t.Logf("crash → accused (per observer, %d ms idle cadence, burst %d): %s", cfg.IdleInterval.Milliseconds(), cfg.Burst, quantiles(delays))
 			t.Logf("crash → first ShouldPropose: %s", quantiles(propose))
 		})
 	}
