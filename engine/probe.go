@@ -44,7 +44,7 @@ type health struct {
 func (h health) slow() bool { return h.monitored >= 2 && h.silent == h.monitored }
 
 // calm: the observer is slow, or doubts more than half of its peers at
-// once (at least two). It then probes every peer at the calm rate: bursts
+// once (at least two). It then probes every peer at the idle cadence: bursts
 // would only add load where the observer, or the whole machine, is the
 // likelier cause, and a spiral of late acks and more bursts would follow.
 func (h health) calm() bool { return h.slow() || h.doubted >= 2 && 2*h.doubted > h.monitored }
@@ -212,7 +212,8 @@ func (e *Engine) probeAfter(gap time.Duration) time.Time {
 	g := e.cfg.Suspicion.IdleInterval
 	if gap < g {
 		// A peer still learning is pinged every ProbeInterval, on that
-		// grid (the idle grid's points are on it too).
+		// grid (the idle grid's points are on it too when IdleInterval is
+		// a multiple of ProbeInterval, as the defaults are).
 		g = e.cfg.Suspicion.ProbeInterval
 	}
 	if gap < g || g <= 0 {
@@ -242,9 +243,9 @@ func (e *Engine) Probe(now time.Time) {
 		if p.leaseOnly {
 			p.next = e.probeAfter(e.leaseProbeInterval())
 		} else if calm {
-			// No bursts while this node doubts itself: every peer once a
-			// round.
-			p.next = e.probeAfter(e.cfg.Suspicion.ProbeInterval)
+			// No bursts while this node doubts itself: every peer at the
+			// idle cadence.
+			p.next = e.probeAfter(e.cfg.Suspicion.IdleInterval)
 		} else {
 			t := e.sus.For(name, p.boot)
 			gap := t.ProbeGap(e.elapsed())

@@ -2,10 +2,13 @@ package engine
 
 import (
 	"maps"
+	"math/rand"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vigil-project/vigil/scoring"
 )
 
 // The prober wakes once a round, not once per peer: healthy peers fall due
@@ -85,9 +88,19 @@ func TestTheRoundGridIsTheClocks(t *testing.T) {
 	if at := e.probeAfter(g); at.UnixNano()%int64(g) != 0 || at.After(e.now.Add(g)) {
 		t.Errorf("before 1970: due %v", at)
 	}
-	// A gap shorter than the round keeps its own time.
+	// A gap between ProbeInterval and the idle cadence (a peer still
+	// learning) ends on the ProbeInterval grid.
+	pi := e.cfg.Suspicion.ProbeInterval
+	if pi < g {
+		e.now = start.Add(37 * time.Millisecond)
+		gap := pi + (g-pi)/2
+		if at := e.probeAfter(gap); at.UnixNano()%int64(pi) != 0 || at.Sub(e.now) > gap || at.Sub(e.now) <= gap-pi {
+			t.Errorf("gap %v: due %v later, %v past the %v grid", gap, at.Sub(e.now), time.Duration(at.UnixNano()%int64(pi)), pi)
+		}
+	}
+	// A gap shorter than ProbeInterval keeps its own time.
 	e.now = start.Add(time.Millisecond)
-	if at := e.probeAfter(g / 8); !at.Equal(e.now.Add(g / 8)) {
+	if at := e.probeAfter(pi / 8); !at.Equal(e.now.Add(pi / 8)) {
 		t.Errorf("a short gap moved to %v", at.Sub(e.now))
 	}
 }
@@ -97,31 +110,56 @@ func TestTheRoundGridIsTheClocks(t *testing.T) {
 // monitors it, else the longest of its monitored peers', within
 // [minBurstWait, ProbeTimeout].
 func TestBurstWaitFollowsTheModels(t *testing.T) {
-	s := newSimulation(1, simConfig{n: 5, executors: allExecutors(5), duration: 90 * time.Second}, false)
-	s.run(60 * time.Second)
+	s := newSimulation(1, simConfig{n: 5, executors: allExecutors(5), duration: 30 * time.Second}, false)
+	s.run(time.Second)
 	if s.err != "" {
 		t.Fatal(s.err)
 	}
 	e := s.nodes[0].eng
 	clamp := func(d time.Duration) time.Duration { return min(max(d, minBurstWait), e.cfg.ProbeTimeout) }
+	// Models of peers 120, 160, 200, 240 ms away, so that each timeout is
+	// its own and above the floor.
+	rng := rand.New(rand.NewSource(1))
 	var longest time.Duration
-	for name, p := range e.probes {
-		if p.leaseOnly {
+	seen := map[time.Duration]bool{}
+	for i, name := range slices.Sorted(maps.Keys(e.probes)) {
+		if e.probes[name].leaseOnly {
 			continue
 		}
-		if !e.scorer(name).Ready() {
-			t.Fatalf("%s's model is not ready after 60 s", name)
+		sc, err := scoring.NewPeer(e.cfg.Scoring)
+		if err != nil {
+			t.Fatal(err)
 		}
-		longest = max(longest, e.missTimeout(name))
-		if got, want := e.burstWait(name), clamp(e.missTimeout(name)); got != want {
-			t.Errorf("burst at monitored %s waits %v, want %v", name, got, want)
+		base := 120*time.Millisecond + time.Duration(i)*40*time.Millisecond
+		for range 300 {
+			rtt := base + time.Duration(rng.Int63n(int64(5*time.Millisecond)))
+			if _, err := sc.Observe(scoring.Sample{RTT: rtt, Gap: 400 * time.Millisecond}); err != nil {
+				t.Fatal(err)
+			}
+			if sc.NeedsRefit() {
+				if err := sc.Refit(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		e.scorers[name] = sc
+		w := e.missTimeout(name)
+		if w <= minBurstWait || w >= e.cfg.ProbeTimeout {
+			t.Fatalf("%s: timeout %v, want one between the floor and the cap", name, w)
+		}
+		seen[w] = true
+		longest = max(longest, w)
+	}
+	if len(seen) < 2 {
+		t.Fatalf("the peers' timeouts are all alike: %v", seen)
+	}
+	for name, p := range e.probes {
+		if got, want := e.burstWait(name), clamp(e.missTimeout(name)); !p.leaseOnly && got != want {
+			t.Errorf("burst at monitored %s waits %v, want its own timeout %v", name, got, want)
 		}
 	}
 	if got, want := e.burstWait("stranger"), clamp(longest); got != want {
 		t.Errorf("burst at a member it does not monitor waits %v, want %v (longest %v)", got, want, longest)
-	}
-	if e.burstWait("stranger") >= e.cfg.ProbeTimeout {
-		t.Errorf("with ready models the burst still waits the probe timeout %v", e.cfg.ProbeTimeout)
 	}
 	// With no model, the probe timeout.
 	e.probes = map[string]*peerProbe{}

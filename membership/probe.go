@@ -109,7 +109,8 @@ type burstPing struct {
 // gap apart, and counts those answered by the time the burst ends: wait
 // after the last one, or as soon as every ping is answered. An early ping
 // thus has the gaps after it as well to be answered. A ping that cannot
-// be sent is a miss. It blocks for at most (n−1)·gap + wait.
+// be sent is neither answered nor missed: no evidence. It blocks for at
+// most (n−1)·gap + wait.
 func (m *Mesh) PingBurst(name, addr string, n int, gap, wait time.Duration) (ok, miss int) {
 	ch := make(chan struct{}, n)
 	var seqs []uint64
@@ -148,10 +149,10 @@ func (m *Mesh) PingBurst(name, addr string, n int, gap, wait time.Duration) (ok,
 		case <-ch:
 			ok++
 		case <-end.C:
-			return ok, n - ok
+			return ok, len(seqs) - ok
 		}
 	}
-	return ok, n - ok
+	return ok, len(seqs) - ok
 }
 
 // offerPong queues a pong for the loop, or hands it to the PingBurst that

@@ -58,7 +58,7 @@ type Config struct {
 	// RefitEvery is the number of answered samples (≥ 1) after which
 	// NeedsRefit reports true, or half the samples in the window if that
 	// is more: a model of a full window is fitted again when half of it is
-	// new (every 500 samples, 100 s at the idle cadence), not every tenth.
+	// new (every 500 samples, 200 s at the idle cadence), not every tenth.
 	// A fit of 1000 samples costs milliseconds, and a thousand simulated
 	// nodes spent half their time in it. Default 100.
 	RefitEvery int
