@@ -496,8 +496,9 @@ func (a *Agent) submit(ctx context.Context, r request) error {
 // agents that encode them differently cannot decide together, so it is
 // part of the rules. 2: evidence notes in promises and values. 3: the
 // prober pings on the point-to-point transport, which an agent of wire 2
-// does not answer.
-const consensusWire = 3
+// does not answer. 4: pongs carry the view epoch and whether they vouch
+// for the pinger's lease; an agent of wire 3 would renew no lease.
+const consensusWire = 4
 
 // rules are the consensus rules this agent shares with every member
 // (membership.RulesTag): quorum, council size and wire version.

@@ -62,6 +62,10 @@ type detector struct {
 	cpu         membership.CPUSampler
 	lastLoad    time.Time
 	lastMembers time.Time
+	// What publishVouching last gave the transport.
+	vouchSet   bool
+	vouchEpoch uint64
+	vouchAcc   consensus.Ballot
 }
 
 func newDetector(a *Agent) (*detector, error) {
@@ -263,6 +267,9 @@ func (d *detector) handle() {
 			a.metrics.forgetPeer(dec.Change.Member.Name)
 		}
 	}
+	// Before the messages: an acceptor stops vouching for a member whose
+	// removal it accepted before its Accepted leaves.
+	d.publishVouching()
 	for _, m := range rd.Messages {
 		d.send(m)
 	}
@@ -295,6 +302,25 @@ func (d *detector) handle() {
 		a.startRunner(r)
 	}
 	d.armProber()
+}
+
+// publishVouching gives the transport what this node's pongs say (see
+// engine.Engine.Vouches) whenever it may have changed: with the view's
+// epoch and with the value this node accepted.
+func (d *detector) publishVouching() {
+	epoch, acc := d.eng.VouchRev()
+	if d.vouchSet && epoch == d.vouchEpoch && acc == d.vouchAcc {
+		return
+	}
+	d.vouchSet, d.vouchEpoch, d.vouchAcc = true, epoch, acc
+	v := d.eng.View()
+	members := make(map[string]bool, len(v.Members))
+	for _, m := range v.Members {
+		if d.eng.Vouches(m.Name) {
+			members[m.Name] = true
+		}
+	}
+	d.a.mesh.SetVouching(epoch, members)
 }
 
 var levels = map[engine.Level]zerolog.Level{
@@ -486,7 +512,8 @@ func (d *detector) onPongs(now time.Time, pongs []membership.Pong) {
 			continue // over, or not from whom it was sent to
 		}
 		delete(d.pings, pg.Seq)
-		r := engine.ProbeResult{Peer: pp.p.Peer, Boot: pp.p.Boot, Sent: pp.sent, Timeout: pp.p.Timeout, RTT: max(pg.At.Sub(pp.sent), 0)}
+		r := engine.ProbeResult{Peer: pp.p.Peer, Boot: pp.p.Boot, Sent: pp.sent, Timeout: pp.p.Timeout, RTT: max(pg.At.Sub(pp.sent), 0),
+			Epoch: pg.Epoch, Vouched: pg.Vouched}
 		if !pp.reported && r.RTT > r.Timeout {
 			// The timer had not fired yet: the miss first, as it would have.
 			miss := r

@@ -311,6 +311,37 @@ func (n *Node) CatchUp(peer string) {
 	n.requestCatchup(peer)
 }
 
+// Vouches reports whether this node vouches for name's membership, which
+// a member's lease counts: this node's view holds name, and it has not
+// accepted a value that removes name and is still undecided here. An
+// acceptor that accepted the removal may be one of the quorum that chose
+// it, so its answers must not keep the removed member going; once it
+// learns the decision its view no longer holds the member.
+func (n *Node) Vouches(name string) bool {
+	if !n.view.Contains(name) {
+		return false
+	}
+	v := n.st.Value
+	return n.st.Accepted.IsZero() || v.Kind != Remove || v.Member.Name != name
+}
+
+// Accepted is the ballot of the value this node accepted in the current
+// instance (zero: none): what Vouches says changes only with it and the
+// epoch.
+func (n *Node) Accepted() Ballot { return n.st.Accepted }
+
+// Behind tells the node that peer's view is at epoch (an answer from it
+// said so): if that is ahead of this node's, it asks peer for what it is
+// missing, at most once a CatchupInterval.
+func (n *Node) Behind(peer string, epoch uint64) {
+	if epoch <= n.view.Epoch || peer == "" || peer == n.cfg.ID {
+		return
+	}
+	n.head = max(n.head, epoch)
+	n.requestCatchup(peer)
+	n.drain()
+}
+
 // Step processes one message received from a peer. Errors report stale,
 // foreign or malformed messages; they never leave the node inconsistent.
 func (n *Node) Step(m Message) error {

@@ -208,6 +208,12 @@ type ProbeResult struct {
 	Timeout    time.Duration
 	// Load is the peer's load from its ack, if it carried one.
 	Load *Load
+	// Epoch is the peer's view epoch as its ack said, and Vouched
+	// whether the ack vouched for this node's membership (see
+	// Engine.Vouches): only such an ack renews this node's lease, and
+	// only from a peer not ahead of it.
+	Epoch   uint64
+	Vouched bool
 }
 
 // BurstResult is the outcome of one Burst.
@@ -482,7 +488,7 @@ type Engine struct {
 	rd       Ready
 	// broken switches safeguards off, for the tests that prove the
 	// simulation's checks can fail. Never set outside tests.
-	broken struct{ noRecoveryDelay, trustAnnouncements bool }
+	broken struct{ noRecoveryDelay, trustAnnouncements, ignoreVouch bool }
 }
 
 // New builds the engine from what the data dir holds, at now. With

@@ -278,10 +278,8 @@ func (e *Engine) Monitors(peer, boot string) bool {
 // Probed feeds one probe result through scoring and suspicion.
 func (e *Engine) Probed(now time.Time, r ProbeResult) {
 	e.step(now)
-	if !r.Miss && r.Sent.After(e.acked[r.Peer]) {
-		e.acked[r.Peer] = r.Sent // contact, for the lease
-		e.acks++
-		e.checkLease()
+	if !r.Miss {
+		e.contact(r)
 	}
 	p, ok := e.probes[r.Peer]
 	if !ok || p.boot != r.Boot {
@@ -353,6 +351,40 @@ func (e *Engine) Probed(now time.Time, r ProbeResult) {
 	if t.ShouldPropose(e.elapsed()) && !e.slow() {
 		e.proposeFailure(r.Peer, t)
 	}
+}
+
+// contact counts an answered ping toward this node's lease, if the peer
+// vouched for it (check-quorum: an acceptor that accepted or learned this
+// node's removal no longer does). An answer from a peer ahead of this
+// node's view does not count either, since its quorum may be of a view
+// this node has not seen: it asks that peer for the missing decisions.
+func (e *Engine) contact(r ProbeResult) {
+	if !e.broken.ignoreVouch {
+		if r.Epoch > e.cn.Epoch() {
+			e.cn.Behind(r.Peer, r.Epoch)
+			e.drain()
+			return
+		}
+		if !r.Vouched {
+			return
+		}
+	}
+	if !r.Sent.After(e.acked[r.Peer]) {
+		return
+	}
+	e.acked[r.Peer] = r.Sent
+	e.acks++
+	e.checkLease()
+}
+
+// Vouches reports whether this node's answers to name's pings vouch for
+// name's membership (consensus.Node.Vouches): they renew name's lease.
+func (e *Engine) Vouches(name string) bool { return e.cn.Vouches(name) }
+
+// VouchRev changes whenever what Vouches says may have: the caller that
+// keeps a copy for its transport rebuilds it then.
+func (e *Engine) VouchRev() (epoch uint64, accepted consensus.Ballot) {
+	return e.cn.Epoch(), e.cn.Accepted()
 }
 
 // --- verdicts ---

@@ -164,6 +164,12 @@ type simulation struct {
 	runFor      time.Duration
 	fenceAfter  time.Duration
 	mutate      func(*Engine) // breaks each engine, to prove the checks can fail
+	// onDecided, if set, sees each value the first time it is decided
+	// (a scenario schedules faults relative to a decision).
+	onDecided func(d consensus.Decision)
+	// lag delays every consensus message to a node by that much more (a
+	// scenario's node that hears of decisions late).
+	lag map[string]time.Duration
 	// What Simulate reports: crashes and removals by name@boot, the
 	// first proposal of each change, decision latencies, false removals,
 	// pings and consensus bytes.
@@ -541,7 +547,7 @@ func (s *simulation) send(n *simNode, m consensus.Message) {
 			}
 			at += 200 * time.Millisecond
 		}
-		s.push(&simEvent{at: at, kind: evMessage, node: to.i, inc: -1, from: n.name, data: b})
+		s.push(&simEvent{at: at + s.lag[to.name], kind: evMessage, node: to.i, inc: -1, from: n.name, data: b})
 	}
 }
 
@@ -566,10 +572,15 @@ func (s *simulation) ping(n *simNode, p Ping) {
 	s.pings++
 	sent := s.local(n, s.now)
 	r := ProbeResult{Peer: p.Peer, Boot: p.Boot, Sent: sent, Timeout: p.Timeout}
-	rtt, ok := s.answers(n, s.byName(p.Peer))
+	b := s.byName(p.Peer)
+	rtt, ok := s.answers(n, b)
 	tout := time.Duration(float64(p.Timeout) / n.rate)
 	switch {
 	case ok && rtt < tout:
+		// What the pong says is read when the ping is sent, before the
+		// peer can learn more: the earliest state is the one most
+		// likely to vouch, the adversary's choice.
+		r.Epoch, r.Vouched = b.eng.Epoch(), b.eng.Vouches(n.name)
 		r.RTT = time.Duration(float64(rtt) * n.rate)
 		s.push(&simEvent{at: s.now + rtt, kind: evProbed, node: n.i, inc: n.inc, pr: r})
 	default:
@@ -703,6 +714,9 @@ func (s *simulation) checkDecision(n *simNode, d consensus.Decision) {
 	}
 	c := d.Change
 	s.tracef("decided e%d: %s", d.Epoch, c)
+	if s.onDecided != nil {
+		s.onDecided(d)
+	}
 	if at, ok := s.proposedAt[proposalKey(c)]; ok {
 		s.latencies = append(s.latencies, s.now-at)
 	}

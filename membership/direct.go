@@ -10,6 +10,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -38,8 +39,10 @@ import (
 //
 // The prober's pings are frames too: a ping (empty payload) is answered at
 // once, on the transport's goroutine, by a pong of the same seq carrying
-// the 3-byte load (see Load). A ping is never sent again: a lost one is a
-// miss, which is the prober's evidence.
+// this node's view epoch (8 bytes), whether it vouches for the pinger's
+// membership (1 byte: see Mesh.SetVouching), and the 3-byte load (see
+// Load). A ping is never sent again: a lost one is a miss, which is the
+// prober's evidence.
 const (
 	directMagic = 0xF6
 	flagSealed  = 1
@@ -107,14 +110,44 @@ type direct struct {
 	// onPong takes a pong.
 	loads  *loads
 	onPong func(Pong)
+	// vouching is what pongs say about the pinger (SetVouching).
+	vouching atomic.Pointer[vouching]
+}
+
+// vouching is this node's view epoch and the members its pongs vouch for.
+type vouching struct {
+	epoch   uint64
+	members map[string]bool
+}
+
+// pongHeader is the epoch and vouch flag before a pong's load.
+const pongHeader = 9
+
+// pongPayload is the payload of the pong that answers from's ping.
+func (d *direct) pongPayload(from string) []byte {
+	var load []byte
+	if d.loads != nil {
+		load = d.loads.AckPayload()
+	}
+	b := make([]byte, pongHeader, pongHeader+len(load))
+	if v := d.vouching.Load(); v != nil {
+		binary.BigEndian.PutUint64(b, v.epoch)
+		if v.members[from] {
+			b[8] = 1
+		}
+	}
+	return append(b, load...)
 }
 
 // Pong is the answer to a ping sent with Mesh.SendPing. At is when its
-// datagram was read from the socket.
+// datagram was read from the socket; Epoch is the answering node's view
+// epoch, and Vouched whether it vouches for this node's membership.
 type Pong struct {
-	Seq  uint64
-	From string
-	At   time.Time
+	Seq     uint64
+	From    string
+	At      time.Time
+	Epoch   uint64
+	Vouched bool
 }
 
 type recent struct {
@@ -265,23 +298,24 @@ func (d *direct) onFrame(p *memberlist.Packet) {
 			d.count(&d.stats.Dropped)
 			return
 		}
-		var load []byte
-		if d.loads != nil {
-			load = d.loads.AckPayload()
-		}
-		pong, err := d.frame(kindPong, seq, load)
+		pong, err := d.frame(kindPong, seq, d.pongPayload(from))
 		if err != nil {
 			return
 		}
 		d.count(&d.stats.Answered)
 		d.write(pong, p.From.String())
 	case kindPong:
+		if len(payload) < pongHeader || payload[8] > 1 {
+			d.count(&d.stats.Dropped)
+			return
+		}
 		d.count(&d.stats.Pongs)
-		if ld, ok := decodeLoad(payload); ok && d.loads != nil {
+		if ld, ok := decodeLoad(payload[pongHeader:]); ok && d.loads != nil {
 			d.loads.set(from, ld)
 		}
 		if d.onPong != nil {
-			d.onPong(Pong{Seq: seq, From: from, At: p.Timestamp})
+			d.onPong(Pong{Seq: seq, From: from, At: p.Timestamp,
+				Epoch: binary.BigEndian.Uint64(payload), Vouched: payload[8] == 1})
 		}
 	case kindAck:
 		d.mu.Lock()

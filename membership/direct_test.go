@@ -225,9 +225,39 @@ func TestDirectPingIsAnsweredWithLoad(t *testing.T) {
 		if a.stats.Pings != 1 || a.stats.Pongs != 1 || b.stats.Answered != 1 {
 			t.Errorf("key %v: stats a %+v b %+v", key != nil, a.stats, b.stats)
 		}
+		// Before b says what it vouches for, its pongs vouch for no one.
+		if pongs[0].Epoch != 0 || pongs[0].Vouched {
+			t.Errorf("key %v: a pong before SetVouching: %+v", key != nil, pongs[0])
+		}
+		// Its pongs carry its epoch, and vouch only for the members it
+		// names.
+		b.vouching.Store(&vouching{epoch: 7, members: map[string]bool{"a": true}})
+		c := w.add(t, "c", key)
+		c.onPong = func(p Pong) { pongs = append(pongs, p) }
+		for _, d := range []*direct{a, c} {
+			if _, err := d.ping(w.addrs["b"]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w.flush()
+		if len(pongs) != 3 || pongs[1].Epoch != 7 || !pongs[1].Vouched || pongs[2].Epoch != 7 || pongs[2].Vouched {
+			t.Fatalf("key %v: pongs to a (vouched) and c (not): %+v", key != nil, pongs[1:])
+		}
+		pongs = pongs[:1]
+		b.stats = DirectStats{Answered: 1}
+		// A pong without the epoch and vouch header is malformed.
+		f, err := b.frame(kindPong, 5, Load{CPU: 1}.encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.queue = append(w.queue, wframe{w.addrs["b"], w.addrs["a"], f})
+		w.flush()
+		if len(pongs) != 1 || a.stats.Dropped != 1 {
+			t.Errorf("key %v: a pong without its header: pongs %d, stats %+v", key != nil, len(pongs), a.stats)
+		}
 
 		// A "ping" with a payload is malformed: dropped, not answered.
-		f, err := a.frame(kindPing, 99, []byte("x"))
+		f, err = a.frame(kindPing, 99, []byte("x"))
 		if err != nil {
 			t.Fatal(err)
 		}

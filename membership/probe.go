@@ -89,6 +89,15 @@ func (m *Mesh) PeerLoad(name string) (Load, bool) {
 // again: it is a miss.
 func (m *Mesh) SendPing(addr string) (uint64, error) { return m.direct.ping(addr) }
 
+// SetVouching sets what this node's pongs say from now on: its view's
+// epoch, and the members whose pings they vouch for (whose lease they
+// renew). members is kept, not copied: the caller gives a new map each
+// time. Until it is first called, pongs carry epoch 0 and vouch for no
+// one.
+func (m *Mesh) SetVouching(epoch uint64, members map[string]bool) {
+	m.direct.vouching.Store(&vouching{epoch: epoch, members: members})
+}
+
 // TakePongs returns the pongs that arrived, oldest first.
 func (m *Mesh) TakePongs() []Pong {
 	m.mu.Lock()
