@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-project/vigil/consensus"
 	"github.com/vigil-project/vigil/scoring"
 )
 
@@ -165,5 +166,47 @@ func TestBurstWaitFollowsTheModels(t *testing.T) {
 	e.probes = map[string]*peerProbe{}
 	if got := e.burstWait("stranger"); got != e.cfg.ProbeTimeout {
 		t.Errorf("without models the burst waits %v, want the probe timeout %v", got, e.cfg.ProbeTimeout)
+	}
+}
+
+// Only an answer that vouches for this node, from a peer not ahead of its
+// view, renews its lease; one from ahead asks that peer to catch it up.
+func TestLeaseCountsOnlyVouchingAnswers(t *testing.T) {
+	s := newSimulation(1, simConfig{n: 5, executors: allExecutors(5), duration: 10 * time.Second}, false)
+	s.run(5 * time.Second)
+	if s.err != "" {
+		t.Fatal(s.err)
+	}
+	e := s.nodes[0].eng
+	e.Ready()
+	peer := s.nodes[1]
+	at := e.now.Add(time.Millisecond)
+	answer := func(epoch uint64, vouched bool) ProbeResult {
+		at = at.Add(time.Millisecond)
+		return ProbeResult{Peer: peer.name, Boot: peer.eng.Boot(), Sent: at, RTT: time.Millisecond, Timeout: time.Second, Epoch: epoch, Vouched: vouched}
+	}
+	for _, c := range []struct {
+		what    string
+		r       ProbeResult
+		renews  bool
+		catchUp bool
+	}{
+		{"not vouching", answer(e.Epoch(), false), false, false},
+		{"vouching from ahead", answer(e.Epoch()+1, true), false, true},
+		{"vouching from behind", answer(e.Epoch()-1, true), true, false},
+		{"vouching", answer(e.Epoch(), true), true, false},
+	} {
+		before := e.acked[peer.name]
+		e.Probed(c.r.Sent.Add(time.Millisecond), c.r)
+		if renewed := e.acked[peer.name] != before; renewed != c.renews {
+			t.Errorf("%s: renews the lease %v, want %v", c.what, renewed, c.renews)
+		}
+		asked := false
+		for _, m := range e.Ready().Messages {
+			asked = asked || (m.Type == consensus.MsgCatchup && m.To == peer.name)
+		}
+		if asked != c.catchUp {
+			t.Errorf("%s: asks %s to catch it up %v, want %v", c.what, peer.name, asked, c.catchUp)
+		}
 	}
 }
