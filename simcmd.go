@@ -90,7 +90,7 @@ func printSimReport(w io.Writer, r engine.SimReport) error {
 	fmt.Fprintf(tw, "false removals\t%d\n", r.FalseRemovals)
 	fmt.Fprintf(tw, "decision latency\t%s\n", pc(r.DecisionLatency))
 	fmt.Fprintf(tw, "decisions, recoveries, fences\t%d, %d, %d\n", r.Decisions, r.Recoveries, r.Fences)
-	fmt.Fprintf(tw, "per node and second\t%.1f messages, %.1f pings, %.0f bytes\n", r.MessagesPerNodeSec, r.PingsPerNodeSec, r.BytesPerNodeSec)
+	fmt.Fprintf(tw, "per node and second\t%.1f messages, %.1f pings, %.0f bytes, %.1f ticks\n", r.MessagesPerNodeSec, r.PingsPerNodeSec, r.BytesPerNodeSec, r.TicksPerNodeSec)
 	if r.Violation != "" {
 		fmt.Fprintf(tw, "SAFETY VIOLATION\t%s\n", r.Violation)
 	}

@@ -301,11 +301,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	pingT.Stop()
 	defer pingT.Stop()
 	a.det.pingTimer = pingT
-	consT := time.NewTicker(consensusTick)
+	consT := time.NewTimer(consensusTick)
 	defer consT.Stop()
+	a.det.tickTimer = consT
 	wd := newNotifier()
 	defer wd.close()
 	ready := false
+	var fed time.Time
 
 	var leaveReq *request
 	var runErr error
@@ -377,15 +379,6 @@ loop:
 			a.det.handle()
 		case <-consT.C:
 			a.det.tick(time.Now())
-			if a.det.eng.LeaseValid(time.Now()) {
-				// See watchdog.go: ready once it first holds its lease, and
-				// fed only while it holds it.
-				if !ready {
-					wd.send("READY=1")
-					ready = true
-				}
-				wd.send("WATCHDOG=1")
-			}
 		case r := <-a.rec.reports:
 			a.onRecoveryReport(r)
 		case c := <-a.rec.checked:
@@ -402,6 +395,19 @@ loop:
 			break loop
 		}
 		a.startHandlers()
+		a.det.armTicker()
+		if now := time.Now(); now.Sub(fed) >= consensusTick && a.det.eng.LeaseValid(now) {
+			// See watchdog.go: ready once it first holds its lease, and
+			// fed only while it holds it, by any turn of the loop (at
+			// most every TickInterval): the loop wakes for every ping
+			// round and pong, not only at the engine's ticks.
+			if !ready {
+				wd.send("READY=1")
+				ready = true
+			}
+			wd.send("WATCHDOG=1")
+			fed = now
+		}
 	}
 
 	close(a.draining)

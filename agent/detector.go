@@ -40,6 +40,8 @@ type messenger interface {
 	Send(to string, payload []byte) error
 	// Resend repeats the messages whose acknowledgement is overdue.
 	Resend()
+	// Unacked reports whether a message waits for its acknowledgement.
+	Unacked() bool
 	// TakeInbound returns the consensus messages that arrived.
 	TakeInbound() []membership.Inbound
 }
@@ -66,6 +68,10 @@ type detector struct {
 	vouchSet   bool
 	vouchEpoch uint64
 	vouchAcc   consensus.Ballot
+	// tickTimer wakes the loop for Tick; tickAt is the time it is set
+	// for, lastTick the time of the last tick (armTicker).
+	tickTimer        *time.Timer
+	tickAt, lastTick time.Time
 }
 
 func newDetector(a *Agent) (*detector, error) {
@@ -423,6 +429,27 @@ func parseAddr(addr string) (net.IP, uint16, bool) {
 	return ip, uint16(port), err == nil && perr == nil && ip != nil
 }
 
+// armTicker sets the consensus timer to the engine's NextTick, or to the
+// next TickInterval while a point-to-point message waits for its ack (tick
+// resends it). The loop calls it after every input: one may end the
+// engine's quiet and bring its next tick closer.
+func (d *detector) armTicker() {
+	if d.tickTimer == nil {
+		return
+	}
+	next := d.eng.NextTick()
+	if d.msg.Unacked() {
+		if soon := d.lastTick.Add(consensusTick); soon.Before(next) {
+			next = soon
+		}
+	}
+	if next.Equal(d.tickAt) {
+		return // armed for it already
+	}
+	d.tickAt = next
+	d.tickTimer.Reset(max(time.Until(next), 0))
+}
+
 // armProber sets the probe timer to the engine's earliest due probe, so
 // the loop sleeps until then instead of polling.
 func (d *detector) armProber() {
@@ -624,6 +651,7 @@ func (d *detector) burst(b engine.Burst) {
 
 // tick advances the engine and samples this machine's load for the acks.
 func (d *detector) tick(now time.Time) {
+	d.lastTick = now
 	d.msg.Resend()
 	if now.Sub(d.lastLoad) > 5*time.Second {
 		d.lastLoad = now
@@ -631,7 +659,9 @@ func (d *detector) tick(now time.Time) {
 			d.a.mesh.SetLoad(ld)
 		}
 	}
-	if now.Sub(d.lastMembers) >= time.Second || d.eng.WantsMembers() {
+	// A quiet engine ticks about once a second (IdleTick): a timer that
+	// fires a hair early must not make that once in two seconds.
+	if now.Sub(d.lastMembers) >= time.Second-consensusTick || d.eng.WantsMembers() {
 		d.refreshMembers(now)
 	}
 	d.eng.Tick(now)

@@ -405,6 +405,34 @@ func (n *Node) Tick() {
 	n.drain()
 }
 
+// Quiet reports whether nothing in the node counts ticks but its periodic
+// catch-up: no proposal of its own, no accepted value waiting for its
+// decision, no catch-up asked and not yet answered, no snapshot being
+// fetched, no decision known beyond its view. The caller may then tick it
+// less often, and tells it with Skip how many ticks went by.
+func (n *Node) Quiet() bool {
+	return n.prop.phase == Idle && n.st.Accepted.IsZero() && n.reqTimer == 0 &&
+		n.snap == nil && n.head <= n.view.Epoch && len(n.local) == 0
+}
+
+// CatchupIn is how many ticks from now the node sends its next periodic
+// catch-up: a caller that ticks a quiet node less often ticks it then.
+func (n *Node) CatchupIn() int { return max(n.catchTimer, 1) }
+
+// Skip counts k ticks that went by without Tick while the node was Quiet,
+// so that its periodic catch-up keeps its pace in time. Nothing else in a
+// quiet node counts ticks.
+func (n *Node) Skip(k int) {
+	if k <= 0 {
+		return
+	}
+	n.catchTimer -= k
+	if n.catchTimer <= 0 {
+		n.catchTimer = n.cfg.CatchupInterval
+		n.antiEntropy()
+	}
+}
+
 func (n *Node) randBackoff() int {
 	return n.cfg.BackoffMin + n.cfg.Rand.Intn(n.cfg.BackoffMax-n.cfg.BackoffMin+1)
 }

@@ -339,10 +339,18 @@ func (e *Engine) rejoin(epoch uint64, id string) {
 // --- the periodic work ---
 
 // Tick advances consensus, runs the recoveries that are due, and proposes
-// the adds and leaves gossip shows. The caller calls it every
-// TickInterval.
+// the adds and leaves gossip shows. The caller calls it at NextTick.
 func (e *Engine) Tick(now time.Time) {
 	e.step(now)
+	if e.quietTick {
+		// The ticks a quiet engine skipped count for the consensus
+		// node's periodic catch-up, the one thing in it that counts
+		// ticks while nothing is in flight.
+		skipped := int(e.now.Sub(e.tickAt)/TickInterval) - 1
+		e.cn.Skip(min(skipped, int(IdleTick/TickInterval)-1))
+	}
+	e.tickAt = e.now
+	defer func() { e.quietTick = e.quiet() }()
 	e.cn.Tick()
 	e.drain()
 	e.flushDeferred()
@@ -373,6 +381,52 @@ func (e *Engine) Tick(now time.Time) {
 	}
 	e.bootstrapExpect()
 	e.proposeMembership()
+}
+
+// NextTick is when the caller calls Tick next: TickInterval after the last
+// while anything is in flight. A quiet engine (see quiet) waits up to
+// IdleTick, and no later than its consensus node's next periodic catch-up
+// or its lease's end: a node that missed a decision asks for it on time,
+// and a node cut off fences on time. An input can end the quiet: the
+// caller asks again after every input, and the answer may then be in the
+// past (tick at once).
+func (e *Engine) NextTick() time.Time {
+	next := e.tickAt.Add(TickInterval)
+	if !e.quietTick || !e.quiet() {
+		return next
+	}
+	idle := e.tickAt.Add(min(IdleTick, time.Duration(e.cn.CatchupIn())*TickInterval))
+	switch {
+	case !e.leaseExpiry.Before(idle):
+		return idle
+	case e.leaseExpiry.Before(next):
+		return next
+	}
+	return e.leaseExpiry
+}
+
+// quiet reports whether a Tick within IdleTick would do nothing that an
+// input or the lease's end does not also bring: a member of a view, with
+// its lease and never fenced, whose consensus node is quiet (no proposal,
+// no accepted value undecided, no catch-up asked, nothing known beyond its
+// view), with no membership change waiting, no verdict burst or held
+// prepare, no deferred handler event, and no recovery job unfinished.
+// Accusations need no Tick: they are proposed at the probes.
+func (e *Engine) quiet() bool {
+	if !e.cn.Quiet() || e.cn.Epoch() == 0 || e.membersDirty || len(e.pending) > 0 ||
+		len(e.held) > 0 || len(e.bursting) > 0 || len(e.deferred) > 0 ||
+		len(e.due) > 0 || len(e.recheck) > 0 || len(e.checking) > 0 ||
+		len(e.running) > 0 || len(e.killed) > 0 ||
+		!e.leaseHeld || e.leaseFenced || e.wasFenced {
+		return false
+	}
+	for id := range e.open {
+		if j, ok := e.jobs[id]; ok && !j.State.Final() {
+			return false
+		}
+		delete(e.open, id)
+	}
+	return true
 }
 
 // WantsMembers reports whether the engine should get serf's member list

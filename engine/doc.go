@@ -22,6 +22,9 @@
 //     disk). JournalPut's answer likewise leaves only once the Ready that
 //     follows it is durable.
 //  2. records Boot, if set, and publishes the node's tags when Tags is set;
+//     gives its pongs what Vouches says when VouchRev has changed (before
+//     the Messages leave: an Accepted of a removal among them must not
+//     go while the pongs still vouch for the member removed);
 //  3. sends Messages to their addressees (consensus.Encode), kills the
 //     runners of Kill, runs the fence handler for each of Fences, announces
 //     Announce as serf user events, sends Pings and Bursts and reports each
@@ -29,7 +32,10 @@
 //     handlers, asks AskJournal of the cluster (JournalChecked), sends each
 //     Replicate's entry, and starts the runners of Run (Reported);
 //  4. logs Logs;
-//  5. sleeps until NextProbe, or TickInterval, whichever comes first.
+//  5. sleeps until NextProbe or NextTick, whichever comes first (NextTick
+//     is TickInterval after the last Tick while anything is in flight, up
+//     to IdleTick when the engine is quiet; an input can bring it closer,
+//     so the caller asks again after every input).
 //
 // The caller gives the time of now, never a timer's time: a timer that
 // fired before a pause must not hide that the lease ran out during it. It

@@ -16,9 +16,12 @@ import (
 
 // The engine's cadences and bounds.
 const (
-	// TickInterval is how often the caller calls Tick; consensus counts
-	// in these ticks.
+	// TickInterval is how often the caller calls Tick while anything is
+	// in flight; consensus counts in these ticks.
 	TickInterval = 100 * time.Millisecond
+	// IdleTick is the longest a quiet engine waits for its next Tick
+	// (NextTick).
+	IdleTick = time.Second
 	// rankHeadStart is how long each observer of an accused peer lets the
 	// one before it in ring order propose first.
 	rankHeadStart = time.Second
@@ -477,9 +480,16 @@ type Engine struct {
 	// checked with the cluster before they run (maybeRun).
 	wasFenced   bool
 	lastApplied time.Time // when the last decision was applied; see flushDeferred
+	// tickAt is the time of the last Tick; quietTick says it left the
+	// engine quiet, so that the next may come IdleTick later (NextTick).
+	tickAt      time.Time
+	quietTick   bool
 	lastCatchup time.Time
 	// The recovery journal and the runners of the jobs this node executes.
-	jobs     map[string]*Job
+	jobs map[string]*Job
+	// open holds the ids of jobs that may be unfinished: every job saved
+	// unfinished, until quiet finds it final.
+	open     map[string]bool
 	running  map[string]bool
 	killed   map[string]bool // runners asked to stop that have not exited
 	checking map[string]bool // inherited jobs being asked of the cluster
@@ -499,12 +509,12 @@ func New(cfg Config, st State, now time.Time) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{
-		cfg: cfg, rand: cfg.Rand, now: now, base: now, boot: st.Boot, addr: st.Addr, cluster: st.Cluster,
+		cfg: cfg, rand: cfg.Rand, now: now, base: now, tickAt: now, boot: st.Boot, addr: st.Addr, cluster: st.Cluster,
 		scorers: map[string]*scoring.Peer{}, models: map[string][]byte{}, probes: map[string]*peerProbe{},
 		gossip: map[string]Member{}, gossipGen: map[string]uint64{}, bursting: map[string]bool{}, verdicts: map[string]cachedVerdict{},
 		status: map[string]agreed{}, pending: map[string]time.Time{}, acked: map[string]time.Time{},
 		failures: map[string][]time.Time{}, aliveSince: map[string]time.Time{}, aliveBoot: map[string]string{},
-		jobs: map[string]*Job{}, running: map[string]bool{}, killed: map[string]bool{}, checking: map[string]bool{}, due: map[string]dueJob{}, recheck: map[string]time.Time{},
+		jobs: map[string]*Job{}, open: map[string]bool{}, running: map[string]bool{}, killed: map[string]bool{}, checking: map[string]bool{}, due: map[string]dueJob{}, recheck: map[string]time.Time{},
 	}
 	var err error
 	if e.sus, err = suspicion.NewSet(cfg.Suspicion); err != nil {
@@ -548,6 +558,9 @@ func New(cfg Config, st State, now time.Time) (*Engine, error) {
 	for _, j := range st.Jobs {
 		j := j
 		e.jobs[j.ID] = &j
+		if !j.State.Final() {
+			e.open[j.ID] = true
+		}
 	}
 	e.refreshMonitors()
 	// After a restart, the unfinished jobs this node executes start again

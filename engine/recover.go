@@ -24,6 +24,9 @@ const (
 func (e *Engine) saveJob(j Job) {
 	c := j
 	e.jobs[j.ID] = &c
+	if !j.State.Final() {
+		e.open[j.ID] = true
+	}
 	e.rd.Jobs = append(e.rd.Jobs, j)
 }
 

@@ -108,6 +108,7 @@ type simNode struct {
 	disk     simDisk
 	gossip   map[string]Member // what serf shows this node
 	probeAt  time.Duration     // the probe wake-up scheduled (0: none)
+	tickAt   time.Duration     // the tick scheduled (0: none)
 	fenced   map[string]time.Duration
 	runners  map[string]*simRunner
 	checked  uint64 // the epoch checkView last looked at
@@ -178,6 +179,7 @@ type simulation struct {
 	latencies          []time.Duration
 	falseRemovals      int
 	pings, bytes       int
+	ticks              int // Ticks delivered
 	starts             []simStart
 	fenceLog           []simFenced
 }
@@ -290,14 +292,13 @@ func (s *simulation) start(n *simNode, quorum consensus.Quorum, council int) {
 	if s.mutate != nil {
 		s.mutate(e)
 	}
-	n.eng, n.up, n.paused, n.queued, n.probeAt, n.checked = e, true, false, nil, 0, 0
+	n.eng, n.up, n.paused, n.queued, n.probeAt, n.tickAt, n.checked = e, true, false, nil, 0, 0, 0
 	s.gossipVer++
 	n.gossip = map[string]Member{}
 	n.runners = map[string]*simRunner{}
 	s.tracef("%s starts as %s at epoch %d", n.name, boot, e.Epoch())
 	s.gossipTo(n)
 	s.handle(n)
-	s.push(&simEvent{at: s.now + time.Duration(float64(TickInterval)/n.rate), kind: evTick, node: n.i, inc: n.inc})
 }
 
 // crash stops node n at once; its handlers die with it (Pdeathsig).
@@ -474,6 +475,12 @@ func (s *simulation) handle(n *simNode) {
 	}
 	for _, r := range rd.Run {
 		s.startRunner(n, r)
+	}
+	// As agent/'s loop: the tick at NextTick, asked again after every
+	// input (one may end the engine's quiet and bring it closer).
+	if at := max(s.trueAt(n, n.eng.NextTick())+time.Microsecond, s.now); n.tickAt == 0 || at < n.tickAt {
+		n.tickAt = at
+		s.push(&simEvent{at: at, kind: evTick, node: n.i, inc: n.inc})
 	}
 	if next := n.eng.NextProbe(); !next.IsZero() {
 		// Rounded up, so that the node's clock has reached next by then.
@@ -793,8 +800,12 @@ func (s *simulation) deliver(e *simEvent) {
 	now := s.local(n, s.now)
 	switch e.kind {
 	case evTick:
+		if n.tickAt != e.at {
+			return
+		}
+		n.tickAt = 0
+		s.ticks++
 		n.eng.Tick(now)
-		s.push(&simEvent{at: s.now + time.Duration(float64(TickInterval)/n.rate), kind: evTick, node: n.i, inc: n.inc})
 	case evProbeDue:
 		if n.probeAt != e.at {
 			return
@@ -850,7 +861,7 @@ func (s *simulation) resume(n *simNode) {
 		return
 	}
 	s.tracef("%s resumes (%d events waited)", n.name, len(n.queued))
-	n.paused, n.probeAt = false, 0
+	n.paused, n.probeAt, n.tickAt = false, 0, 0
 	s.gossipVer++
 	// First thing on resume, as the agent's loop: the lease.
 	n.eng.CheckLease(s.local(n, s.now))
@@ -858,7 +869,7 @@ func (s *simulation) resume(n *simNode) {
 	q := n.queued
 	n.queued = nil
 	for _, e := range q {
-		if e.kind == evProbeDue {
+		if e.kind == evProbeDue || e.kind == evTick {
 			continue // handle scheduled a new one
 		}
 		e.at = s.now
@@ -1035,6 +1046,7 @@ func (s *simulation) run(end time.Duration) {
 	for s.q.Len() > 0 && s.err == "" {
 		e := heap.Pop(&s.q).(*simEvent)
 		if e.at > end {
+			heap.Push(&s.q, e) // a later run goes on from it
 			break
 		}
 		s.now = e.at

@@ -80,6 +80,10 @@ type SimReport struct {
 	MessagesPerNodeSec float64 `json:"messages_per_node_sec"`
 	PingsPerNodeSec    float64 `json:"pings_per_node_sec"`
 	BytesPerNodeSec    float64 `json:"bytes_per_node_sec"`
+	// TicksPerNodeSec counts the engine's Ticks (NextTick), each a wake-up
+	// of an agent's loop: 1 / TickInterval while anything is in flight,
+	// down to 1 / IdleTick while nothing is.
+	TicksPerNodeSec float64 `json:"ticks_per_node_sec"`
 	// Violation is a safety property that broke, with when: a bug to
 	// report with the seed.
 	Violation string `json:"violation,omitempty"`
@@ -155,6 +159,7 @@ func Simulate(c SimConfig) (SimReport, error) {
 	rep.MessagesPerNodeSec = float64(s.msgs) / secs
 	rep.PingsPerNodeSec = float64(s.pings) / secs
 	rep.BytesPerNodeSec = float64(s.bytes+s.pings*PingBytes) / secs
+	rep.TicksPerNodeSec = float64(s.ticks) / secs
 	return rep, nil
 }
 

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -55,5 +57,54 @@ func TestSimConfigValidate(t *testing.T) {
 		if _, err := Simulate(c); err == nil {
 			t.Errorf("Simulate(%+v) accepted", c)
 		}
+	}
+}
+
+// An engine with nothing in flight sleeps: it ticks about once a second,
+// not every TickInterval, wakes at its next periodic catch-up and at its
+// lease's end, and an input that ends its quiet brings the next tick back
+// to TickInterval after the last.
+func TestQuietEngineSleeps(t *testing.T) {
+	cfg := simConfig{n: 5, executors: allExecutors(5), duration: time.Minute}
+	s := newSimulation(1, cfg, false)
+	s.run(20 * time.Second)
+	ticks := s.ticks
+	s.run(40 * time.Second)
+	perSec := float64(s.ticks-ticks) / (5 * 20)
+	if perSec > 1.6 || perSec < 0.5 {
+		t.Errorf("an idle cluster ticks %.2f times per node and second, want about 1 (1/IdleTick; %v while busy)", perSec, 1/TickInterval.Seconds())
+	}
+	for _, n := range s.nodes {
+		e := n.eng
+		if !e.quietTick || !e.quiet() {
+			t.Fatalf("%s is not quiet in an idle cluster", n.name)
+		}
+		next := e.NextTick()
+		if gap := next.Sub(e.tickAt); gap < 5*TickInterval || gap > IdleTick {
+			t.Errorf("%s: next tick %v after the last, want up to IdleTick", n.name, gap)
+		}
+		if catchup := e.tickAt.Add(time.Duration(e.cn.CatchupIn()) * TickInterval); next.After(catchup) {
+			t.Errorf("%s: next tick %v, after its catch-up at %v", n.name, next, catchup)
+		}
+		// A lease ending before the idle tick brings the tick to its end.
+		saved := e.leaseExpiry
+		e.leaseExpiry = e.tickAt.Add(3 * TickInterval)
+		if got := e.NextTick(); !got.Equal(e.leaseExpiry) {
+			t.Errorf("%s: lease ends %v after the last tick, next tick %v after it", n.name, 3*TickInterval, got.Sub(e.tickAt))
+		}
+		e.leaseExpiry = saved
+	}
+	// Gossip that changes ends the quiet: the next tick is TickInterval
+	// after the last (at once, if that is past).
+	n := s.nodes[0]
+	list := make([]Member, 0, len(n.gossip))
+	for _, name := range slices.Sorted(maps.Keys(n.gossip)) {
+		if name != s.nodes[1].name {
+			list = append(list, n.gossip[name])
+		}
+	}
+	n.eng.SetMembers(s.local(n, s.now), list)
+	if got, want := n.eng.NextTick(), n.eng.tickAt.Add(TickInterval); !got.Equal(want) {
+		t.Errorf("after a gossip change the next tick is %v after the last, want %v", got.Sub(n.eng.tickAt), TickInterval)
 	}
 }

@@ -68,6 +68,10 @@ func (m *Mesh) Send(to string, payload []byte) error {
 // Resend repeats the messages whose acknowledgement is overdue.
 func (m *Mesh) Resend() { m.direct.resend(time.Now()) }
 
+// Unacked reports whether a point-to-point message waits for its ack: the
+// caller calls Resend every consensus tick until none does.
+func (m *Mesh) Unacked() bool { return m.direct.pending() > 0 }
+
 // DirectStats counts the point-to-point messages so far.
 func (m *Mesh) DirectStats() DirectStats { return m.direct.counts() }
 
