@@ -21,8 +21,13 @@ func TestSimulateCommand(t *testing.T) {
 	if rep.Nodes != 5 || rep.CrashToDecision.N != 1 || rep.Undecided != 0 || rep.FalseRemovals != 0 || rep.Violation != "" {
 		t.Errorf("report %+v", rep)
 	}
+	// Mostly idle, with one crash: the engines tick about once a second,
+	// ten times while a decision is in flight.
+	if rep.TicksPerNodeSec < 0.5 || rep.TicksPerNodeSec > 5 {
+		t.Errorf("%.2f ticks per node and second, want about 1 in a mostly idle run", rep.TicksPerNodeSec)
+	}
 	table := runIn(t, "simulate", "--nodes", "3", "--duration", "20s")
-	for _, want := range []string{"crash to decision", "false removals", "per node and second"} {
+	for _, want := range []string{"crash to decision", "false removals", "per node and second", "ticks"} {
 		if !strings.Contains(table, want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
 		}
