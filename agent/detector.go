@@ -65,9 +65,8 @@ type detector struct {
 	lastLoad    time.Time
 	lastMembers time.Time
 	// What publishVouching last gave the transport.
-	vouchSet   bool
-	vouchEpoch uint64
-	vouchAcc   consensus.Ballot
+	vouchSet bool
+	vouchRev engine.VouchRev
 	// tickTimer wakes the loop for Tick; tickAt is the time it is set
 	// for, lastTick the time of the last tick (armTicker).
 	tickTimer        *time.Timer
@@ -314,11 +313,11 @@ func (d *detector) handle() {
 // engine.Engine.Vouches) whenever it may have changed: with the view's
 // epoch and with the value this node accepted.
 func (d *detector) publishVouching() {
-	epoch, acc := d.eng.VouchRev()
-	if d.vouchSet && epoch == d.vouchEpoch && acc == d.vouchAcc {
+	rev := d.eng.VouchRev()
+	if d.vouchSet && rev == d.vouchRev {
 		return
 	}
-	d.vouchSet, d.vouchEpoch, d.vouchAcc = true, epoch, acc
+	d.vouchSet, d.vouchRev = true, rev
 	v := d.eng.View()
 	members := make(map[string]bool, len(v.Members))
 	for _, m := range v.Members {
@@ -326,7 +325,7 @@ func (d *detector) publishVouching() {
 			members[m.Name] = true
 		}
 	}
-	d.a.mesh.SetVouching(epoch, members)
+	d.a.mesh.SetVouching(rev.Epoch, members)
 }
 
 var levels = map[engine.Level]zerolog.Level{

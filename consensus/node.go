@@ -318,7 +318,10 @@ func (n *Node) CatchUp(peer string) {
 // it, so its answers must not keep the removed member going; once it
 // learns the decision its view no longer holds the member.
 func (n *Node) Vouches(name string) bool {
-	if !n.view.Contains(name) {
+	if !n.voter() || !n.view.Contains(name) {
+		// An acceptor that lost its state (VoteFrom) may have forgotten
+		// that it accepted name's removal: it vouches again only once a
+		// view has added it back.
 		return false
 	}
 	v := n.st.Value
@@ -326,9 +329,9 @@ func (n *Node) Vouches(name string) bool {
 }
 
 // Accepted is the ballot of the value this node accepted in the current
-// instance (zero: none): what Vouches says changes only with it and the
-// epoch.
-func (n *Node) Accepted() Ballot { return n.st.Accepted }
+// instance (zero: none), and whether it votes in it: what Vouches says
+// changes only with these and the epoch.
+func (n *Node) Accepted() (Ballot, bool) { return n.st.Accepted, n.voter() }
 
 // Behind tells the node that peer's view is at epoch (an answer from it
 // said so): if that is ahead of this node's, it asks peer for what it is

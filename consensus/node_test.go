@@ -492,6 +492,11 @@ func TestFreshStoreVotesOnlyAfterItsOwnAdd(t *testing.T) {
 	if rd := n.Ready(); len(rd.Messages) != 0 {
 		t.Fatalf("a fresh store sent %v", rd.Messages)
 	}
+	// Nor does it vouch for anyone's lease: it may have accepted c's
+	// removal and forgotten it.
+	if n.Vouches("c") {
+		t.Fatal("a fresh store vouches for c in epoch 7")
+	}
 	// The view adds a@new at epoch 7 → 8: a votes from epoch 8 on.
 	add := Decision{Epoch: 7, Ballot: Ballot{Round: 2, Node: "b"}, Change: Change{Kind: Add, Reason: Joined, Member: Member{Name: "a", Boot: "new"}}}
 	if err := n.Step(Message{Type: MsgDecided, From: "b", To: "a", Epoch: add.Epoch, Ballot: add.Ballot, Change: add.Change, Head: 8}); err != nil {
@@ -500,6 +505,9 @@ func TestFreshStoreVotesOnlyAfterItsOwnAdd(t *testing.T) {
 	rd := n.Ready()
 	if rd.Persist == nil || rd.Persist.VoteFrom != 8 {
 		t.Fatalf("after its add: persisted %+v, want VoteFrom 8", rd.Persist)
+	}
+	if !n.Vouches("c") {
+		t.Fatal("a re-added node does not vouch for c in epoch 8")
 	}
 	prep.Epoch = 8
 	if err := n.Step(prep); err != nil {

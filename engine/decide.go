@@ -106,6 +106,11 @@ func (e *Engine) stepMessage(m consensus.Message) {
 		e.log(Debug, "consensus message not taken", "msg", m.String(), "error", err.Error())
 	}
 	e.drain()
+	if m.Type == consensus.MsgAccept {
+		// Accepting this node's own removal ends its vouch for itself:
+		// its lease may end now, not at the next input.
+		e.checkLease()
+	}
 	e.adoptCluster(m.From)
 }
 

@@ -476,6 +476,9 @@ type Engine struct {
 	// was computed at, leaseSolo that this node alone is a quorum.
 	acks, leaseAcks uint64
 	leaseSolo       bool
+	// leaseVouch is what this node said of itself when leaseOwn was
+	// computed (consensus.Node.Vouches).
+	leaseVouch bool
 	// wasFenced: this incarnation ran out of its lease once; its jobs are
 	// checked with the cluster before they run (maybeRun).
 	wasFenced   bool

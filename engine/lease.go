@@ -23,22 +23,26 @@ func (e *Engine) checkLease() {
 	// The expiry changes only with a new contact or a new view (or with
 	// the time itself when this node alone is a quorum): it is computed
 	// again only then.
+	// An acceptor counts itself, unless it accepted its own removal (it
+	// can, in phase 2): then it may be one of the quorum that chose it,
+	// and vouches for itself no more than the others of that quorum do.
+	vouch := e.cn.Vouches(e.self())
 	var exp time.Time
-	if v.Epoch == e.leaseEpoch && e.acks == e.leaseAcks && e.leaseSet && !e.leaseSolo {
+	if v.Epoch == e.leaseEpoch && e.acks == e.leaseAcks && vouch == e.leaseVouch && e.leaseSet && !e.leaseSolo {
 		exp = e.leaseOwn
 	} else {
 		self := false
 		contacts := make([]time.Time, 0, len(acc))
 		for _, m := range acc {
 			if m.Name == e.self() {
-				self = true
+				self = vouch
 				continue
 			}
 			contacts = append(contacts, e.acked[m.Name])
 		}
 		q := consensus.QuorumSize(len(acc), e.cfg.Quorum)
 		exp, _ = consensus.LeaseExpiry(e.now, contacts, self, q, e.cfg.FenceAfter)
-		e.leaseAcks, e.leaseSolo = e.acks, self && q == 1
+		e.leaseAcks, e.leaseSolo, e.leaseVouch = e.acks, self && q == 1, vouch
 	}
 	// The lease the previous view granted holds into the next one, not
 	// renewed: the new acceptors may not have been pinged yet (a member

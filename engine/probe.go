@@ -381,10 +381,18 @@ func (e *Engine) contact(r ProbeResult) {
 // name's membership (consensus.Node.Vouches): they renew name's lease.
 func (e *Engine) Vouches(name string) bool { return e.cn.Vouches(name) }
 
-// VouchRev changes whenever what Vouches says may have: the caller that
-// keeps a copy for its transport rebuilds it then.
-func (e *Engine) VouchRev() (epoch uint64, accepted consensus.Ballot) {
-	return e.cn.Epoch(), e.cn.Accepted()
+// VouchRev is what Vouches depends on: the caller that keeps a copy of
+// what Vouches says for its transport rebuilds it when this changes.
+type VouchRev struct {
+	Epoch    uint64
+	Accepted consensus.Ballot
+	Voter    bool
+}
+
+// VouchRev is what Vouches depends on now.
+func (e *Engine) VouchRev() VouchRev {
+	b, voter := e.cn.Accepted()
+	return VouchRev{Epoch: e.cn.Epoch(), Accepted: b, Voter: voter}
 }
 
 // --- verdicts ---

@@ -210,3 +210,46 @@ func TestLeaseCountsOnlyVouchingAnswers(t *testing.T) {
 		}
 	}
 }
+
+// An acceptor that accepted its own removal (it can, in phase 2) may be
+// one of the quorum that chose it: it stops counting itself toward its
+// lease, as the others of that quorum stop vouching for it.
+func TestLeaseDoesNotCountSelfAfterAcceptingItsOwnRemoval(t *testing.T) {
+	s := newSimulation(1, simConfig{n: 5, executors: allExecutors(5), duration: 10 * time.Second}, false)
+	s.run(5 * time.Second)
+	if s.err != "" {
+		t.Fatal(s.err)
+	}
+	n := s.nodes[0]
+	e := n.eng
+	e.Ready()
+	// Two fresh answers and this node itself make the quorum of three;
+	// the other two answered long ago.
+	now := e.now.Add(time.Millisecond)
+	for i, o := range s.nodes[1:] {
+		e.acked[o.name] = now
+		if i >= 2 {
+			e.acked[o.name] = now.Add(-3 * e.cfg.FenceAfter)
+		}
+	}
+	e.acks++
+	e.CheckLease(now)
+	if !e.LeaseValid(now) {
+		t.Fatalf("no lease with two fresh answers and itself")
+	}
+	self, _ := e.View().Lookup(n.name)
+	m := consensus.Message{Type: consensus.MsgAccept, From: s.nodes[1].name, To: n.name, Epoch: e.Epoch(),
+		Ballot: consensus.Ballot{Round: 9, Node: s.nodes[1].name},
+		Change: consensus.Change{Kind: consensus.Remove, Reason: consensus.Failed, Member: self, Executor: s.nodes[2].name}}
+	b, err := consensus.Encode(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Message(now.Add(time.Millisecond), m.From, b)
+	if e.Vouches(n.name) {
+		t.Fatalf("%s vouches for itself after accepting its own removal", n.name)
+	}
+	if e.LeaseValid(now.Add(2 * time.Millisecond)) {
+		t.Errorf("%s still holds its lease after accepting its own removal, with only two others' answers", n.name)
+	}
+}
