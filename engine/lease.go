@@ -20,12 +20,12 @@ func (e *Engine) checkLease() {
 		e.leaseHeld, e.leaseFenced, e.leaseSet = false, false, false
 		return
 	}
-	// The expiry changes only with a new contact or a new view (or with
-	// the time itself when this node alone is a quorum): it is computed
-	// again only then.
 	// An acceptor counts itself, unless it accepted its own removal (it
 	// can, in phase 2): then it may be one of the quorum that chose it,
 	// and vouches for itself no more than the others of that quorum do.
+	// The expiry changes only with a new contact, a new view or what this
+	// node says of itself (or with the time itself when this node alone
+	// is a quorum): it is computed again only then.
 	vouch := e.cn.Vouches(e.self())
 	var exp time.Time
 	if v.Epoch == e.leaseEpoch && e.acks == e.leaseAcks && vouch == e.leaseVouch && e.leaseSet && !e.leaseSolo {
