@@ -106,11 +106,6 @@ func (e *Engine) stepMessage(m consensus.Message) {
 		e.log(Debug, "consensus message not taken", "msg", m.String(), "error", err.Error())
 	}
 	e.drain()
-	if m.Type == consensus.MsgAccept {
-		// Accepting this node's own removal ends its vouch for itself:
-		// its lease may end now, not at the next input.
-		e.checkLease()
-	}
 	e.adoptCluster(m.From)
 }
 
@@ -170,6 +165,13 @@ func (e *Engine) drain() {
 		for _, name := range e.sus.Names() {
 			e.sus.Peer(name).ResetProposals()
 		}
+	}
+	if rd.Persist != nil {
+		// The acceptor state changed, and with it maybe what this node
+		// says of itself (an accept of its own removal, from a peer's
+		// proposal or its own): its lease may end now, not at the next
+		// input.
+		e.checkLease()
 	}
 }
 
