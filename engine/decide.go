@@ -414,17 +414,18 @@ func (e *Engine) NextTick() time.Time {
 
 // quiet reports whether a Tick within IdleTick would do nothing that an
 // input or the lease's end does not also bring: a member of a view, with
-// its lease and never fenced, whose consensus node is quiet (no proposal,
-// no accepted value undecided, no catch-up asked, nothing known beyond its
-// view), with no membership change waiting, no verdict burst or held
-// prepare, no deferred handler event, and no recovery job unfinished.
+// its lease (one back after a fence too: it asks before it runs a job),
+// whose consensus node is quiet (no proposal, no accepted value undecided,
+// no catch-up asked, nothing known beyond its view), with no membership
+// change waiting, no verdict burst or held prepare, no deferred handler
+// event, and no recovery job unfinished.
 // Accusations need no Tick: they are proposed at the probes.
 func (e *Engine) quiet() bool {
 	if !e.cn.Quiet() || e.cn.Epoch() == 0 || e.membersDirty || len(e.pending) > 0 ||
 		len(e.held) > 0 || len(e.bursting) > 0 || len(e.deferred) > 0 ||
 		len(e.due) > 0 || len(e.recheck) > 0 || len(e.checking) > 0 ||
 		len(e.running) > 0 || len(e.killed) > 0 ||
-		!e.leaseHeld || e.leaseFenced || e.wasFenced {
+		!e.leaseHeld || e.leaseFenced {
 		return false
 	}
 	for id := range e.open {

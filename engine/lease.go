@@ -44,16 +44,20 @@ func (e *Engine) checkLease() {
 		exp, _ = consensus.LeaseExpiry(e.now, contacts, self, q, e.cfg.FenceAfter)
 		e.leaseAcks, e.leaseSolo, e.leaseVouch = e.acks, self && q == 1, vouch
 	}
-	// The lease the previous view granted holds into the next one, not
+	// The lease the previous views granted holds into the next one, not
 	// renewed: the new acceptors may not have been pinged yet (a member
 	// just added, a council seat passed on). It is no more than a node
-	// has that has not learned the decision yet, and keeps renewing from
+	// has that has not learned the decisions yet, and keeps renewing from
 	// the old acceptors: no safety argument can rely on a node learning a
-	// decision promptly. Never over two changes or a snapshot.
+	// decision promptly. It carries over a chain of changes learned one
+	// by one (a cluster forming adds a member every 100 ms, faster than
+	// the new ones are pinged), never grows on the way, and ends
+	// FenceAfter after the last answers that renewed it. Never over a
+	// snapshot.
 	switch {
 	case v.Epoch == e.leaseEpoch:
 	case v.Epoch == e.leaseEpoch+1 && e.leaseSet:
-		e.leasePrev = e.leaseOwn
+		e.leasePrev = e.leaseExpiry
 	default:
 		e.leasePrev = time.Time{}
 	}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"maps"
 	"math/rand"
 	"slices"
@@ -251,5 +252,58 @@ func TestLeaseDoesNotCountSelfAfterAcceptingItsOwnRemoval(t *testing.T) {
 	}
 	if e.LeaseValid(now.Add(2 * time.Millisecond)) {
 		t.Errorf("%s still holds its lease after accepting its own removal, with only two others' answers", n.name)
+	}
+}
+
+// A member that learns view changes faster than it can ping the members
+// they add (a cluster forming: one add after another, 100 ms apart) keeps
+// the lease the last view it held one in gave it, not renewed, however many
+// changes it learns: no more than a member that has learned none of them
+// holds. It runs out FenceAfter after the last answers that renewed it.
+func TestLeaseOutlastsQuickAdds(t *testing.T) {
+	s := newSimulation(1, simConfig{n: 2, executors: allExecutors(2), duration: 10 * time.Second}, false)
+	s.run(5 * time.Second)
+	if s.err != "" {
+		t.Fatal(s.err)
+	}
+	n, peer := s.nodes[0], s.nodes[1]
+	e := n.eng
+	e.Ready()
+	now := e.now.Add(time.Millisecond)
+	e.acked[peer.name] = now
+	e.acks++
+	e.CheckLease(now)
+	if !e.LeaseValid(now) {
+		t.Fatalf("no lease in a view of two with a fresh answer")
+	}
+	// Three adds: the views of three, four and five members need two, three
+	// and three answers; only the peer's is in.
+	for i := 3; i <= 5; i++ {
+		now = now.Add(100 * time.Millisecond)
+		epoch := e.Epoch()
+		m := consensus.Message{Type: consensus.MsgDecided, From: peer.name, To: n.name, Epoch: epoch, Head: epoch + 1,
+			Ballot: consensus.Ballot{Round: 1, Node: peer.name},
+			Change: consensus.Change{Kind: consensus.Add, Reason: consensus.Joined,
+				Member: consensus.Member{Name: fmt.Sprintf("x%d", i), Boot: "b", Addr: fmt.Sprintf("10.9.0.%d:7946", i)}}}
+		b, err := consensus.Encode(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Message(now, m.From, b)
+		if got := e.Epoch(); got != epoch+1 {
+			t.Fatalf("the decision of epoch %d was not applied (epoch %d)", epoch, got)
+		}
+		if !e.LeaseValid(now) || e.Fenced() {
+			t.Fatalf("fenced %v after learning the add of x%d (epoch %d, %d members) 100 ms after the last",
+				e.Fenced(), i, e.Epoch(), len(e.View().Members))
+		}
+	}
+	if got, want := e.Lease(), e.acked[peer.name].Add(e.cfg.FenceAfter); got.After(want) {
+		t.Errorf("the carried lease ends at %v, after the last answer's %v", got, want)
+	}
+	end := e.acked[peer.name].Add(e.cfg.FenceAfter + time.Millisecond)
+	e.CheckLease(end)
+	if e.LeaseValid(end) || !e.Fenced() {
+		t.Errorf("still holds a lease FenceAfter after the last answer that renewed it, with the new members silent")
 	}
 }

@@ -94,9 +94,17 @@ func TestQuietEngineSleeps(t *testing.T) {
 		}
 		e.leaseExpiry = saved
 	}
+	// A node whose lease came back after it fenced sleeps too: it asks
+	// the cluster before it runs a job, which needs no ticks. (It ticked
+	// every TickInterval for the rest of its incarnation.)
+	n := s.nodes[0]
+	n.eng.wasFenced = true
+	s.run(45 * time.Second)
+	if !n.eng.Fenced() || !n.eng.quiet() {
+		t.Errorf("%s does not sleep once its lease is back (fenced %v)", n.name, n.eng.Fenced())
+	}
 	// Gossip that changes ends the quiet: the next tick is TickInterval
 	// after the last (at once, if that is past).
-	n := s.nodes[0]
 	list := make([]Member, 0, len(n.gossip))
 	for _, name := range slices.Sorted(maps.Keys(n.gossip)) {
 		if name != s.nodes[1].name {
