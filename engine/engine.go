@@ -462,13 +462,18 @@ type Engine struct {
 	// holds, per peer, the send time of the latest ping it acknowledged;
 	// leaseHeld says this incarnation has held the lease, leaseFenced that
 	// it ran out and the fence ran; leaseExpiry is its end.
-	acked       map[string]time.Time
+	acked map[string]time.Time
+	// ahead holds, per peer, the latest answer that vouched from a view
+	// ahead of this node's: it counts (into acked) once this node has
+	// caught up to that view (see contact).
+	ahead       map[string]aheadAck
 	leaseHeld   bool
 	leaseFenced bool
 	leaseExpiry time.Time
 	// leaseEpoch is the view epoch leaseOwn was computed in (from that
-	// view's acceptors alone); leasePrev is the same for the view before,
-	// when the view moved on by one decision: see checkLease.
+	// view's acceptors alone); leasePrev is the lease of the views before,
+	// carried while the view moves on one decision at a time: see
+	// checkLease.
 	leaseEpoch          uint64
 	leaseOwn, leasePrev time.Time
 	leaseSet            bool // leaseEpoch and leaseOwn hold for this incarnation
@@ -515,7 +520,7 @@ func New(cfg Config, st State, now time.Time) (*Engine, error) {
 		cfg: cfg, rand: cfg.Rand, now: now, base: now, tickAt: now, boot: st.Boot, addr: st.Addr, cluster: st.Cluster,
 		scorers: map[string]*scoring.Peer{}, models: map[string][]byte{}, probes: map[string]*peerProbe{},
 		gossip: map[string]Member{}, gossipGen: map[string]uint64{}, bursting: map[string]bool{}, verdicts: map[string]cachedVerdict{},
-		status: map[string]agreed{}, pending: map[string]time.Time{}, acked: map[string]time.Time{},
+		status: map[string]agreed{}, pending: map[string]time.Time{}, acked: map[string]time.Time{}, ahead: map[string]aheadAck{},
 		failures: map[string][]time.Time{}, aliveSince: map[string]time.Time{}, aliveBoot: map[string]string{},
 		jobs: map[string]*Job{}, open: map[string]bool{}, running: map[string]bool{}, killed: map[string]bool{}, checking: map[string]bool{}, due: map[string]dueJob{}, recheck: map[string]time.Time{},
 	}

@@ -18,7 +18,11 @@ func (e *Engine) checkLease() {
 		// restarted under a new boot id): nothing to hold until the view
 		// adds it.
 		e.leaseHeld, e.leaseFenced, e.leaseSet = false, false, false
+		clear(e.ahead)
 		return
+	}
+	if len(e.ahead) > 0 {
+		e.caughtUp(v.Epoch)
 	}
 	// An acceptor counts itself, unless it accepted its own removal (it
 	// can, in phase 2): then it may be one of the quorum that chose it,

@@ -356,11 +356,18 @@ func (e *Engine) Probed(now time.Time, r ProbeResult) {
 // contact counts an answered ping toward this node's lease, if the peer
 // vouched for it (check-quorum: an acceptor that accepted or learned this
 // node's removal no longer does). An answer from a peer ahead of this
-// node's view does not count either, since its quorum may be of a view
-// this node has not seen: it asks that peer for the missing decisions.
+// node's view counts only once this node has caught up to that view (it
+// asks that peer for the missing decisions): until then the peer's view
+// may have a council this node does not know of, and the answer must not
+// make a quorum of the older one (a council seat passed on). Every answer
+// a lease counts so comes from a view no later than the one the lease is
+// computed in, as if it had come when this node was there.
 func (e *Engine) contact(r ProbeResult) {
 	if !e.broken.ignoreVouch {
 		if r.Epoch > e.cn.Epoch() {
+			if a := e.ahead[r.Peer]; r.Vouched && r.Sent.After(a.sent) {
+				e.ahead[r.Peer] = aheadAck{sent: r.Sent, epoch: max(a.epoch, r.Epoch)}
+			}
 			e.cn.Behind(r.Peer, r.Epoch)
 			e.drain()
 			return
@@ -369,12 +376,35 @@ func (e *Engine) contact(r ProbeResult) {
 			return
 		}
 	}
-	if !r.Sent.After(e.acked[r.Peer]) {
-		return
-	}
-	e.acked[r.Peer] = r.Sent
-	e.acks++
+	e.acknowledged(r.Peer, r.Sent)
 	e.checkLease()
+}
+
+// aheadAck is an answer that vouched for this node from a view ahead of
+// its own: the send time of the ping and the (highest) epoch it came from.
+type aheadAck struct {
+	sent  time.Time
+	epoch uint64
+}
+
+// acknowledged records that peer vouched for this node in answer to the
+// ping sent at sent.
+func (e *Engine) acknowledged(peer string, sent time.Time) {
+	if sent.After(e.acked[peer]) {
+		e.acked[peer] = sent
+		e.acks++
+	}
+}
+
+// caughtUp counts the answers from ahead whose view this node has reached
+// (epoch: its view's).
+func (e *Engine) caughtUp(epoch uint64) {
+	for peer, a := range e.ahead {
+		if a.epoch <= epoch {
+			e.acknowledged(peer, a.sent)
+			delete(e.ahead, peer)
+		}
+	}
 }
 
 // Vouches reports whether this node's answers to name's pings vouch for

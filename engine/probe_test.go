@@ -173,11 +173,7 @@ func TestBurstWaitFollowsTheModels(t *testing.T) {
 // Only an answer that vouches for this node, from a peer not ahead of its
 // view, renews its lease; one from ahead asks that peer to catch it up.
 func TestLeaseCountsOnlyVouchingAnswers(t *testing.T) {
-	s := newSimulation(1, simConfig{n: 5, executors: allExecutors(5), duration: 10 * time.Second}, false)
-	s.run(5 * time.Second)
-	if s.err != "" {
-		t.Fatal(s.err)
-	}
+	s := steadySimulation(t, 5)
 	e := s.nodes[0].eng
 	e.Ready()
 	peer := s.nodes[1]
@@ -212,15 +208,45 @@ func TestLeaseCountsOnlyVouchingAnswers(t *testing.T) {
 	}
 }
 
+// An answer that vouched from a view ahead of this node's counts once
+// this node has learned that view, with the time its ping was sent: a
+// member that learns every decision a moment after its acceptors (a
+// cluster forming, one add after another) is not fenced for it.
+func TestLeaseCountsAnswersFromAheadOnceCaughtUp(t *testing.T) {
+	s := steadySimulation(t, 5)
+	e := s.nodes[0].eng
+	e.Ready()
+	peer := s.nodes[1]
+	epoch := e.Epoch()
+	sent := e.now.Add(time.Millisecond)
+	before := e.acked[peer.name]
+	e.Probed(sent.Add(time.Millisecond), ProbeResult{Peer: peer.name, Boot: peer.eng.Boot(), Sent: sent, RTT: time.Millisecond,
+		Timeout: time.Second, Epoch: epoch + 1, Vouched: true})
+	if e.acked[peer.name] != before {
+		t.Fatalf("an answer from ahead counted before this node caught up")
+	}
+	m := consensus.Message{Type: consensus.MsgDecided, From: peer.name, To: s.nodes[0].name, Epoch: epoch, Head: epoch + 1,
+		Ballot: consensus.Ballot{Round: 1, Node: peer.name},
+		Change: consensus.Change{Kind: consensus.Add, Reason: consensus.Joined,
+			Member: consensus.Member{Name: "x9", Boot: "b", Addr: "10.9.0.9:7946"}}}
+	b, err := consensus.Encode(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Message(sent.Add(2*time.Millisecond), m.From, b)
+	if e.Epoch() != epoch+1 {
+		t.Fatalf("the decision was not applied")
+	}
+	if got := e.acked[peer.name]; !got.Equal(sent) {
+		t.Errorf("after catching up, the answer from ahead counts from %v, want its send time %v", got, sent)
+	}
+}
+
 // An acceptor that accepted its own removal (it can, in phase 2) may be
 // one of the quorum that chose it: it stops counting itself toward its
 // lease, as the others of that quorum stop vouching for it.
 func TestLeaseDoesNotCountSelfAfterAcceptingItsOwnRemoval(t *testing.T) {
-	s := newSimulation(1, simConfig{n: 5, executors: allExecutors(5), duration: 10 * time.Second}, false)
-	s.run(5 * time.Second)
-	if s.err != "" {
-		t.Fatal(s.err)
-	}
+	s := steadySimulation(t, 5)
 	n := s.nodes[0]
 	e := n.eng
 	e.Ready()
@@ -261,11 +287,7 @@ func TestLeaseDoesNotCountSelfAfterAcceptingItsOwnRemoval(t *testing.T) {
 // changes it learns: no more than a member that has learned none of them
 // holds. It runs out FenceAfter after the last answers that renewed it.
 func TestLeaseOutlastsQuickAdds(t *testing.T) {
-	s := newSimulation(1, simConfig{n: 2, executors: allExecutors(2), duration: 10 * time.Second}, false)
-	s.run(5 * time.Second)
-	if s.err != "" {
-		t.Fatal(s.err)
-	}
+	s := steadySimulation(t, 2)
 	n, peer := s.nodes[0], s.nodes[1]
 	e := n.eng
 	e.Ready()
@@ -306,4 +328,16 @@ func TestLeaseOutlastsQuickAdds(t *testing.T) {
 	if e.LeaseValid(end) || !e.Fenced() {
 		t.Errorf("still holds a lease FenceAfter after the last answer that renewed it, with the new members silent")
 	}
+}
+
+// steadySimulation is a cluster of n nodes (every one an executor) after
+// 5 s of its 10 simulated seconds, with no fault.
+func steadySimulation(t *testing.T, n int) *simulation {
+	t.Helper()
+	s := newSimulation(1, simConfig{n: n, executors: allExecutors(n), duration: 10 * time.Second}, false)
+	s.run(5 * time.Second)
+	if s.err != "" {
+		t.Fatal(s.err)
+	}
+	return s
 }
