@@ -152,17 +152,24 @@ func TestLossOfTwentyPercentConfirmsNoFailure(t *testing.T) {
 	time.Sleep(60 * time.Second)
 	nw.clearLoss()
 	time.Sleep(5 * time.Second)
+	noneFailed(t, dir, nodes, "under loss")
+}
+
+// noneFailed checks that no node decided a removal or ran its
+// member-failed handler for any other (while: what the test did).
+func noneFailed(t *testing.T, dir string, nodes []*node, while string) {
+	t.Helper()
 	for _, n := range nodes {
 		rm, err := removals(n)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(rm) > 0 {
-			t.Errorf("%s decided removals under loss: %v", n.name, rm)
+			t.Errorf("%s decided removals %s: %v", n.name, while, rm)
 		}
 		for _, m := range nodes {
 			if runs := handlerRuns(dir, n.name, "member-failed", m.name); len(runs) > 0 {
-				t.Errorf("%s ran member-failed for %s under loss: %q", n.name, m.name, runs)
+				t.Errorf("%s ran member-failed for %s %s: %q", n.name, m.name, while, runs)
 			}
 		}
 	}

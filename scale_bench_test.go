@@ -56,15 +56,15 @@ func scaleVersusSerf(t *testing.T, n int, idle time.Duration) {
 	nodes := startAgreedCluster(t, c, n, dir, "--profile", "lan", "--log-level", "info")
 	start := time.Now()
 	time.Sleep(idle)
-	removals, accusations := 0, 0
+	removals := 0
 	for _, nd := range nodes {
 		for _, m := range nodes {
 			removals += len(handlerRuns(dir, nd.name, "member-failed", m.name))
 		}
-		b, _ := os.ReadFile(nd.logPath)
-		accusations += strings.Count(string(b), `to=accused`)
 	}
-	t.Logf("vigil: %d agents idle for %v: %d member-failed handler runs, %d accusations (load %s)", n, time.Since(start).Round(time.Second), removals, accusations, loadAvg())
+	accusations, proposed, fenced := idleVerdicts(t, nodes)
+	t.Logf("vigil: %d agents idle for %v: %d member-failed handler runs, %d accusations, %d removals proposed, %d fences (load %s)",
+		n, time.Since(start).Round(time.Second), removals, accusations, proposed, fenced, loadAvg())
 	victim := nodes[n-1]
 	killedAt := time.Now()
 	victim.kill()

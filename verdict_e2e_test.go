@@ -59,15 +59,22 @@ func startAgreed(t *testing.T, n int, dir, seed string, add func(i int, extra ..
 		nd.start()
 		nodes = append(nodes, nd)
 	}
+	waitAllAgreed(t, nodes, 90*time.Second)
+	return nodes
+}
+
+// waitAllAgreed waits until every node agrees on all of them as members
+// (each up to agree) and gossips with all of them (each up to a minute).
+func waitAllAgreed(t *testing.T, nodes []*node, agree time.Duration) {
+	t.Helper()
 	var names []string
 	for _, nd := range nodes {
 		names = append(names, nd.name)
 	}
 	for _, nd := range nodes {
-		waitFor(t, 90*time.Second, nd.name+" agrees on all members", func() error { return allAgreed(nd, names...) })
+		waitFor(t, agree, nd.name+" agrees on all members", func() error { return allAgreed(nd, names...) })
 		waitFor(t, 60*time.Second, nd.name+" gossips with all members", func() error { return allAlive(nd, names...) })
 	}
-	return nodes
 }
 
 // agreedStatus returns the status and epoch that n reports for member.
