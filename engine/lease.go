@@ -55,9 +55,10 @@ func (e *Engine) checkLease() {
 	// the old acceptors: no safety argument can rely on a node learning a
 	// decision promptly. It carries over a chain of changes learned one
 	// by one (a cluster forming adds a member every 100 ms, faster than
-	// the new ones are pinged), never grows on the way, and ends
-	// FenceAfter after the last answers that renewed it. Never over a
-	// snapshot.
+	// the new ones are pinged): the longest lease of any view on the way,
+	// no more than a member that stopped learning at that view would
+	// hold; it never grows on the way, and ends FenceAfter after the last
+	// answers that renewed it. Never over a snapshot.
 	switch {
 	case v.Epoch == e.leaseEpoch:
 	case v.Epoch == e.leaseEpoch+1 && e.leaseSet:
