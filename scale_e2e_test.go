@@ -63,8 +63,8 @@ func startTogether(t *testing.T, c *cluster, n int, dir string, extra ...string)
 	h := handlerLog(t, dir)
 	var nodes []*node
 	for i := 1; i <= n; i++ {
-		args := append([]string{"--event-handler", "member-failed,member-recovered,member-join=" + h,
-			"--bootstrap-expect", fmt.Sprint(n)}, extra...)
+		args := append(recording(h), "--bootstrap-expect", fmt.Sprint(n))
+		args = append(args, extra...)
 		if i > 1 {
 			args = append(args, "--retry-join", c.ip(1))
 		}

@@ -51,7 +51,7 @@ func startAgreed(t *testing.T, n int, dir, seed string, add func(i int, extra ..
 	h := handlerLog(t, dir)
 	var nodes []*node
 	for i := 1; i <= n; i++ {
-		args := append([]string{"--event-handler", "member-failed,member-recovered,member-join=" + h}, extra...)
+		args := append(recording(h), extra...)
 		if i > 1 {
 			args = append(args, "--join", seed)
 		}
@@ -61,6 +61,12 @@ func startAgreed(t *testing.T, n int, dir, seed string, add func(i int, extra ..
 	}
 	waitAllAgreed(t, nodes, 90*time.Second)
 	return nodes
+}
+
+// recording is the flags that run h, the handler handlerLog wrote, for
+// the events handlerRuns reads.
+func recording(h string) []string {
+	return []string{"--event-handler", "member-failed,member-recovered,member-join=" + h}
 }
 
 // waitAllAgreed waits until every node agrees on all of them as members

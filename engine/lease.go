@@ -21,9 +21,7 @@ func (e *Engine) checkLease() {
 		clear(e.ahead)
 		return
 	}
-	if len(e.ahead) > 0 {
-		e.caughtUp(v.Epoch)
-	}
+	e.caughtUp(v.Epoch)
 	// An acceptor counts itself, unless it accepted its own removal (it
 	// can, in phase 2): then it may be one of the quorum that chose it,
 	// and vouches for itself no more than the others of that quorum do.

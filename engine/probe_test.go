@@ -225,18 +225,7 @@ func TestLeaseCountsAnswersFromAheadOnceCaughtUp(t *testing.T) {
 	if e.acked[peer.name] != before {
 		t.Fatalf("an answer from ahead counted before this node caught up")
 	}
-	m := consensus.Message{Type: consensus.MsgDecided, From: peer.name, To: s.nodes[0].name, Epoch: epoch, Head: epoch + 1,
-		Ballot: consensus.Ballot{Round: 1, Node: peer.name},
-		Change: consensus.Change{Kind: consensus.Add, Reason: consensus.Joined,
-			Member: consensus.Member{Name: "x9", Boot: "b", Addr: "10.9.0.9:7946"}}}
-	b, err := consensus.Encode(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.Message(sent.Add(2*time.Millisecond), m.From, b)
-	if e.Epoch() != epoch+1 {
-		t.Fatalf("the decision was not applied")
-	}
+	learnAdd(t, e, sent.Add(2*time.Millisecond), peer.name, "x9")
 	if got := e.acked[peer.name]; !got.Equal(sent) {
 		t.Errorf("after catching up, the answer from ahead counts from %v, want its send time %v", got, sent)
 	}
@@ -268,11 +257,7 @@ func TestLeaseDoesNotCountSelfAfterAcceptingItsOwnRemoval(t *testing.T) {
 	m := consensus.Message{Type: consensus.MsgAccept, From: s.nodes[1].name, To: n.name, Epoch: e.Epoch(),
 		Ballot: consensus.Ballot{Round: 9, Node: s.nodes[1].name},
 		Change: consensus.Change{Kind: consensus.Remove, Reason: consensus.Failed, Member: self, Executor: s.nodes[2].name}}
-	b, err := consensus.Encode(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.Message(now.Add(time.Millisecond), m.From, b)
+	deliver(t, e, now.Add(time.Millisecond), m)
 	if e.Vouches(n.name) {
 		t.Fatalf("%s vouches for itself after accepting its own removal", n.name)
 	}
@@ -302,19 +287,7 @@ func TestLeaseOutlastsQuickAdds(t *testing.T) {
 	// and three answers; only the peer's is in.
 	for i := 3; i <= 5; i++ {
 		now = now.Add(100 * time.Millisecond)
-		epoch := e.Epoch()
-		m := consensus.Message{Type: consensus.MsgDecided, From: peer.name, To: n.name, Epoch: epoch, Head: epoch + 1,
-			Ballot: consensus.Ballot{Round: 1, Node: peer.name},
-			Change: consensus.Change{Kind: consensus.Add, Reason: consensus.Joined,
-				Member: consensus.Member{Name: fmt.Sprintf("x%d", i), Boot: "b", Addr: fmt.Sprintf("10.9.0.%d:7946", i)}}}
-		b, err := consensus.Encode(m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.Message(now, m.From, b)
-		if got := e.Epoch(); got != epoch+1 {
-			t.Fatalf("the decision of epoch %d was not applied (epoch %d)", epoch, got)
-		}
+		learnAdd(t, e, now, peer.name, fmt.Sprintf("x%d", i))
 		if !e.LeaseValid(now) || e.Fenced() {
 			t.Fatalf("fenced %v after learning the add of x%d (epoch %d, %d members) 100 ms after the last",
 				e.Fenced(), i, e.Epoch(), len(e.View().Members))
@@ -340,4 +313,28 @@ func steadySimulation(t *testing.T, n int) *simulation {
 		t.Fatal(s.err)
 	}
 	return s
+}
+
+// deliver encodes m and gives it to e at at, from m.From.
+func deliver(t *testing.T, e *Engine, at time.Time, m consensus.Message) {
+	t.Helper()
+	b, err := consensus.Encode(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Message(at, m.From, b)
+}
+
+// learnAdd has e learn from peer, at at, the decision of e's epoch that
+// adds a member named name, and checks that e applied it.
+func learnAdd(t *testing.T, e *Engine, at time.Time, peer, name string) {
+	t.Helper()
+	epoch := e.Epoch()
+	deliver(t, e, at, consensus.Message{Type: consensus.MsgDecided, From: peer, To: e.self(), Epoch: epoch, Head: epoch + 1,
+		Ballot: consensus.Ballot{Round: 1, Node: peer},
+		Change: consensus.Change{Kind: consensus.Add, Reason: consensus.Joined,
+			Member: consensus.Member{Name: name, Boot: "b", Addr: fmt.Sprintf("10.9.%d.%d:7946", epoch/250, epoch%250+1)}}})
+	if got := e.Epoch(); got != epoch+1 {
+		t.Fatalf("the decision of epoch %d adding %s was not applied (epoch %d)", epoch, name, got)
+	}
 }
